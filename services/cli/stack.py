@@ -1,0 +1,199 @@
+"""``up``, ``worker``, ``api`` and ``demo``: running the platform."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from importlib import resources
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.audit import Audit, await_outcomes
+from services.cli import app
+from services.cli.options import BrokerOption, load_settings
+from services.embedded.stack import EmbeddedStack, StackInfo
+from services.emit import emit_lines, jsonl_lines
+from services.errors import TouchstreamError
+from services.runstate import resolve_broker_url
+from services.settings import Settings
+
+out = Console(highlight=False)
+
+
+class _Stopper:
+    """SIGINT/SIGTERM handler: sets ``event``; while ``interrupting``, also raises
+    KeyboardInterrupt so start-up or the demo stops at once and cleans up."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.interrupting = True
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+        if self.interrupting:
+            self.interrupting = False
+            raise KeyboardInterrupt
+
+
+def _print_stack(settings: Settings, info: StackInfo) -> None:
+    table = Table(title="Touchstream is up", show_header=True, title_justify="left")
+    table.add_column("part")
+    table.add_column("where")
+    table.add_column("pid", justify="right")
+    broker_note = " (embedded Tansu, in memory)" if info.embedded_broker else ""
+    table.add_row(
+        "broker", f"{info.broker_url}{broker_note}", str(info.processes.get("broker", "-"))
+    )
+    table.add_row(
+        "worker",
+        f"group {settings.app_id}, {settings.partitions} partitions/topic",
+        str(info.processes["worker"]),
+    )
+    if info.api_url:
+        table.add_row(
+            "API", f"{info.api_url}  (OpenAPI at {info.api_url}/docs)", str(info.processes["api"])
+        )
+    table.add_row("logs", str(settings.log_dir), "")
+    out.print(table)
+    created = [t for t, new in info.topics_created.items() if new]
+    out.print(
+        f"topics: {', '.join(info.topics_created)}"
+        + (f"  ({len(created)} created)" if created else "")
+    )
+
+
+AfterStart = Callable[[StackInfo, threading.Event], None]
+
+
+def _run_until_signalled(settings: Settings, after_start: AfterStart | None = None) -> None:
+    stopper = _Stopper()
+    previous = {sig: signal.signal(sig, stopper) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = EmbeddedStack(settings)
+    try:
+        info = stack.start()
+        _print_stack(settings, info)
+        if after_start is not None:
+            after_start(info, stopper.event)
+        stopper.interrupting = False
+        if not stopper.event.is_set():
+            out.print("[bold]Running.[/] Press Ctrl-C to stop.")
+            stack.supervise(stopper.event)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stopper.interrupting = False
+        out.print("Stopping: API, worker, broker ...")
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        out.print("Stopped.")
+
+
+@app.command()
+def up(broker: BrokerOption = None) -> None:
+    """Start the whole stack in the foreground: broker (unless --broker), worker and API."""
+    _run_until_signalled(load_settings(broker_url=broker))
+
+
+@app.command()
+def worker(broker: BrokerOption = None) -> None:
+    """Run one Faust worker against the broker (scale out with one per partition at most)."""
+    from services.worker.run import run_worker
+
+    settings = load_settings(broker_url=broker)
+    run_worker(settings, resolve_broker_url(settings))
+
+
+@app.command()
+def api(
+    broker: BrokerOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface (TOUCHSTREAM_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (TOUCHSTREAM_API_PORT).")] = None,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from services.api.app import create_app
+
+    settings = load_settings(broker_url=broker, api_host=host, api_port=port)
+    application = create_app(settings, resolve_broker_url(settings))
+    uvicorn.run(
+        application,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+def _demo_lines() -> list[tuple[str, bytes]]:
+    """The shipped examples (one per type), then the deliberately broken samples."""
+    root = resources.files("schemas") / "examples"
+    lines = [
+        (f"examples/{item.name}", item.read_bytes().replace(b"\n", b""))
+        for item in sorted(root.iterdir(), key=lambda i: i.name)
+        if item.name.endswith(".json")
+    ]
+    broken = (root / "invalid" / "demo.jsonl").read_bytes().splitlines()
+    lines += [(f"invalid/demo.jsonl:{n}", line) for n, line in jsonl_lines(broken)]
+    return lines
+
+
+def _print_audit(audit: Audit, labels: dict[tuple[int, int], str]) -> None:
+    accepted = Table(title=f"Processed: {len(audit.accepted)} events", title_justify="left")
+    for column in ("type", "event_id", "partition key"):
+        accepted.add_column(column)
+    for item in sorted(audit.accepted.values(), key=lambda a: a.event.type):
+        accepted.add_row(item.event.type, item.event.event_id, item.partition_key)
+    out.print(accepted)
+    dead = Table(title=f"Dead-lettered: {len(audit.dead)} payloads", title_justify="left")
+    for column in ("input", "reason", "fields"):
+        dead.add_column(column)
+    for origin, letter in sorted(audit.dead.items(), key=lambda item: labels.get(item[0], "")):
+        dead.add_row(labels.get(origin, "?"), letter.reason, letter.summary())
+    out.print(dead)
+
+
+@app.command()
+def demo(
+    exit_after: Annotated[
+        bool, typer.Option("--exit", help="Stop the stack after printing the outcome.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the pipeline.")] = 60.0,
+) -> None:
+    """Start the embedded stack, send the example events and broken ones, show what happened."""
+    settings = load_settings()
+
+    def send_and_show(info: StackInfo, stop: threading.Event) -> None:
+        lines = _demo_lines()
+        out.print(f"Sending {len(lines)} payloads to {settings.topics.raw} ...")
+        numbered = list(enumerate((payload for _, payload in lines), start=1))
+        result = emit_lines(info.broker_url, settings.topics.raw, numbered)
+        if result.failed:
+            raise TouchstreamError(
+                f"{len(result.failed)} payloads could not be sent: {result.failed[:3]}"
+            )
+        labels = {(s.partition, s.offset): lines[s.line - 1][0] for s in result.sent}
+        audit = await_outcomes(info.broker_url, settings.topics, set(labels), timeout=timeout)
+        _print_audit(audit, labels)
+        if not audit.complete or audit.duplicates:
+            raise TouchstreamError(
+                f"the pipeline did not account for every payload within {timeout:.0f}s: "
+                f"{len(audit.missing)} missing, {len(audit.duplicates)} seen twice; "
+                f"see {settings.log_dir / 'worker.log'}"
+            )
+        out.print(
+            f"[bold green]All {len(lines)} payloads accounted for:[/] {len(audit.accepted)} "
+            f"processed + {len(audit.dead)} dead-lettered = {len(lines)} sent."
+        )
+        if exit_after:
+            stop.set()
+        elif info.api_url:
+            out.print(f"Try: touchstream dlq list    ·  API health: {info.api_url}/ready")
+
+    _run_until_signalled(settings, send_and_show)

@@ -1,0 +1,24 @@
+"""Errors raised by Touchstream's services; all derive from :class:`TouchstreamError`."""
+
+from __future__ import annotations
+
+from schemas.errors import TouchstreamError
+
+__all__ = [
+    "BrokerUnavailable",
+    "ConfigurationError",
+    "EmbeddedStackError",
+    "TouchstreamError",
+]
+
+
+class ConfigurationError(TouchstreamError):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+class BrokerUnavailable(TouchstreamError):
+    """The Kafka broker could not be reached within the allowed time."""
+
+
+class EmbeddedStackError(TouchstreamError):
+    """A process of the embedded stack (broker, worker, API) failed to start or died."""

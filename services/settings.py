@@ -1,0 +1,177 @@
+"""The one settings object, read from ``TOUCHSTREAM_*`` environment variables.
+
+Every field documents itself; ``touchstream config docs`` renders them into
+``docs/configuration.md`` and a test keeps that page in sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TOUCHSTREAM_"
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Names of the pipeline's Kafka topics (DESIGN.md §1)."""
+
+    raw: str
+    resolved: str
+    dlq: str
+    transitions: str
+    flags: str
+
+    def all(self) -> tuple[str, ...]:
+        return (self.raw, self.resolved, self.dlq, self.transitions, self.flags)
+
+
+class Settings(BaseSettings):
+    """Touchstream configuration. Every field maps to ``TOUCHSTREAM_<FIELD NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", validate_default=True
+    )
+
+    broker_url: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers, e.g. `kafka://kafka-1:9092,kafka-2:9092` or "
+        "`localhost:9092`. Unset: `up`/`demo` start the embedded broker, and client "
+        "commands (`emit`, `dlq`) use the one a running `touchstream up` announced.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the CRM store, e.g. "
+        "`postgresql+psycopg2://user:pass@db:5432/touchstream`. Unset: a SQLite file "
+        "`touchstream.db` in the data directory (embedded mode).",
+    )
+    data_dir: Path = Field(
+        default=Path(".touchstream"),
+        description="Where the embedded stack keeps its SQLite store, logs and run state.",
+    )
+    partitions: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Partitions per pipeline topic when Touchstream creates the topics. "
+        "Bounds how many workers can share the load.",
+    )
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Replication factor of topics Touchstream creates (3 on a production cluster).",
+    )
+    topic_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix for every topic name, to run several pipelines on one cluster.",
+    )
+    raw_retention_hours: int = Field(
+        default=168,
+        ge=1,
+        description="Retention of the raw and resolved topics, in hours.",
+    )
+    dlq_retention_hours: int = Field(
+        default=720,
+        ge=1,
+        description="Retention of the dead-letter topic, in hours: long enough to fix and replay.",
+    )
+    app_id: str = Field(
+        default="touchstream",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Faust application id; also the Kafka consumer group of the workers.",
+    )
+    table_store: str = Field(
+        default="memory://",
+        description="Faust table store: `memory://` (embedded, tests) or `rocksdb://` "
+        "(production).",
+    )
+    worker_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Most events an agent takes from its stream at once.",
+    )
+    worker_batch_timeout: float = Field(
+        default=0.05,
+        gt=0,
+        description="Seconds an agent waits to fill a batch before it handles what it has.",
+    )
+    embedded_broker_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the embedded broker listens on.",
+    )
+    embedded_broker_port: int = Field(
+        default=19092,
+        ge=0,
+        le=65535,
+        description="Port of the embedded broker; 0 picks a free port.",
+    )
+    api_host: str = Field(default="127.0.0.1", description="Interface the HTTP API listens on.")
+    api_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Port of the HTTP API; 0 picks a free port.",
+    )
+    startup_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds to wait for the broker, worker or API to come up before failing.",
+    )
+    log_level: LogLevel = Field(
+        default="WARNING",
+        description="Log level of the worker and the API: DEBUG, INFO, WARNING or ERROR.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def topics(self) -> Topics:
+        p = self.topic_prefix
+        return Topics(
+            raw=f"{p}touchpoints.raw",
+            resolved=f"{p}touchpoints.resolved",
+            dlq=f"{p}touchpoints.dlq",
+            transitions=f"{p}journey.transitions",
+            flags=f"{p}friction.flags",
+        )
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def store_url(self) -> str:
+        """The CRM store's SQLAlchemy URL (secret included): PostgreSQL or embedded SQLite."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'touchstream.db').resolve()}"
+
+
+def bootstrap_servers(broker_url: str) -> list[str]:
+    """Bootstrap list from ``kafka://a:9092,b:9092``, ``a:9092;b:9092`` or bare ``host:port``."""
+    servers = []
+    for part in broker_url.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        servers.append(part.rstrip("/"))
+    return servers
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
