@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 from schemas.currencies import ISO_4217_CODES
 
 EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_RFC3339 = re.compile(RFC3339_PATTERN)
+_DATE = re.compile(DATE_PATTERN)
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
@@ -25,6 +36,34 @@ def _iso_4217(code: str) -> str:
             {"code": code},
         )
     return code
+
+
+def _rfc3339(value: object) -> object:
+    """Only RFC 3339 text (seconds and offset included) reaches the datetime parser;
+    numbers (epoch seconds) are refused. Datetime objects built in code pass through."""
+    if isinstance(value, datetime):
+        return value
+    if not (isinstance(value, str) and _RFC3339.match(value)):
+        raise PydanticCustomError(
+            "rfc3339",
+            "{value} is not an RFC 3339 timestamp with a UTC offset, "
+            "e.g. 2026-11-12T10:00:00Z or 2026-11-12T11:00:00+01:00",
+            {"value": repr(value)[:64]},
+        )
+    return value
+
+
+def _rfc3339_or_date(value: object) -> object:
+    if isinstance(value, date):
+        return value
+    if not (isinstance(value, str) and (_RFC3339.match(value) or _DATE.match(value))):
+        raise PydanticCustomError(
+            "rfc3339",
+            "{value} is neither an RFC 3339 date (2026-12-15) nor a timestamp with a UTC "
+            "offset (2026-12-15T00:00:00Z)",
+            {"value": repr(value)[:64]},
+        )
+    return value
 
 
 def _email(value: str) -> str:
@@ -49,13 +88,26 @@ Source = Annotated[
 ]
 EventTime = Annotated[
     AwareDatetime,
-    Field(
-        strict=True, description="RFC 3339 timestamp with a UTC offset; naive times are rejected."
+    BeforeValidator(_rfc3339),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": RFC3339_PATTERN,
+            "description": "RFC 3339 timestamp with a UTC offset; naive times are rejected.",
+        }
     ),
 ]
 DueDate = Annotated[
-    Annotated[AwareDatetime, Field(strict=True)] | Annotated[date, Field(strict=True)],
-    Field(description="RFC 3339 date (2026-12-01) or timestamp with a UTC offset."),
+    AwareDatetime | date,
+    BeforeValidator(_rfc3339_or_date),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "anyOf": [{"pattern": RFC3339_PATTERN}, {"pattern": DATE_PATTERN}],
+            "description": "RFC 3339 date (2026-12-15) or timestamp with a UTC offset.",
+        }
+    ),
 ]
 Money = Annotated[
     Decimal,

