@@ -20,8 +20,11 @@ from pydantic_core import PydanticCustomError
 from schemas.currencies import ISO_4217_CODES
 
 EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_DAY = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_TIME = r"[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+_OFFSET = r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+RFC3339_PATTERN = f"^{_DAY}[Tt ]{_TIME}{_OFFSET}$"
+DATE_PATTERN = f"^{_DAY}$"
 _RFC3339 = re.compile(RFC3339_PATTERN)
 _DATE = re.compile(DATE_PATTERN)
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
