@@ -54,10 +54,11 @@ def emit_lines(
     *,
     on_sent: Callable[[int], None] | None = None,
     flush_every: int = 5000,
+    connect_timeout: float = 10.0,
 ) -> EmitResult:
     """Send each ``(line_number, payload)``; report where each landed or why it failed."""
     result = EmitResult()
-    client = producer(broker_url, linger_ms=20, batch_size=256 * 1024)
+    client = producer(broker_url, timeout=connect_timeout, linger_ms=20, batch_size=256 * 1024)
     pending: list[tuple[int, object]] = []
 
     def settle() -> None:

@@ -42,21 +42,18 @@ def admin_client(broker_url: str, *, timeout: float = 10.0) -> KafkaAdminClient:
     """An admin client, retried until ``timeout``; :class:`BrokerUnavailable` after that."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
-    while time.monotonic() < deadline:
+    while (remaining := deadline - time.monotonic()) > 0:
         try:
             return KafkaAdminClient(
                 bootstrap_servers=bootstrap_servers(broker_url),
                 client_id=CLIENT_ID,
                 request_timeout_ms=5000,
+                bootstrap_timeout_ms=max(200, int(remaining * 1000)),
             )
         except KafkaError as error:
             last = error
             time.sleep(0.2)
-    raise BrokerUnavailable(
-        f"no Kafka broker answered at {broker_url} within {timeout:.0f}s ({last}). "
-        "Is it running? Start the embedded one with `touchstream up`, or set "
-        "TOUCHSTREAM_BROKER_URL to a reachable broker."
-    )
+    raise _unreachable(broker_url, timeout, last or TimeoutError())
 
 
 def ensure_topics(settings: Settings, broker_url: str) -> dict[str, bool]:
@@ -85,17 +82,30 @@ def ensure_topics(settings: Settings, broker_url: str) -> dict[str, bool]:
         admin.close()
 
 
-def producer(broker_url: str, **config: object) -> KafkaProducer:
-    """A producer that waits for every replica (acks=all) and retries transient errors."""
+def _unreachable(broker_url: str, timeout: float, error: Exception) -> BrokerUnavailable:
+    return BrokerUnavailable(
+        f"no Kafka broker answered at {broker_url} within {timeout:.0f}s ({error}). "
+        "Is it running? Start the embedded one with `touchstream up`, or set "
+        "TOUCHSTREAM_BROKER_URL to a reachable broker."
+    )
+
+
+def producer(broker_url: str, *, timeout: float = 10.0, **config: object) -> KafkaProducer:
+    """A producer that waits for every replica (acks=all) and retries transient errors;
+    :class:`BrokerUnavailable` if no broker answers within ``timeout`` seconds."""
     options: dict[str, object] = {
         "bootstrap_servers": bootstrap_servers(broker_url),
         "client_id": CLIENT_ID,
         "acks": "all",
         "linger_ms": 10,
         "retries": 5,
+        "bootstrap_timeout_ms": int(timeout * 1000),
     }
     options.update(config)
-    return KafkaProducer(**options)
+    try:
+        return KafkaProducer(**options)
+    except KafkaError as error:
+        raise _unreachable(broker_url, timeout, error) from error
 
 
 def read_to_end(broker_url: str, topic: str, *, timeout: float = 30.0) -> Iterator[ConsumerRecord]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.errors import ConfigurationError
 
 ENV_PREFIX = "TOUCHSTREAM_"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -102,6 +104,15 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds an agent waits to fill a batch before it handles what it has.",
     )
+    consumer_session_timeout: float = Field(
+        default=10.0,
+        ge=6.0,
+        le=300.0,
+        description="Seconds without a heartbeat before the group drops a worker and hands its "
+        "partitions to others. Lower recovers faster from a dead worker; a new worker also "
+        "joins faster (Tansu completes a first join after about half of it). Apache Kafka "
+        "accepts 6 to 300 by default.",
+    )
     embedded_broker_host: str = Field(
         default="127.0.0.1",
         description="Interface the embedded broker listens on.",
@@ -187,3 +198,19 @@ def bootstrap_servers(broker_url: str) -> list[str]:
 
 def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment with ``overrides`` (those not None) on top; a bad value
+    becomes a :class:`ConfigurationError` naming its variable."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{env_name(str(e['loc'][0])) if e['loc'] else 'settings'}={e['input']!r}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        )
+        raise ConfigurationError(
+            f"invalid configuration: {problems}. See docs/configuration.md."
+        ) from None

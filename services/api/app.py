@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from services import __version__
 from services.errors import BrokerUnavailable
 from services.kafka import admin_client
-from services.settings import Settings
+from services.settings import Settings, load_settings
 
 
 class Health(BaseModel):
@@ -37,7 +37,7 @@ def _check_broker(settings: Settings, broker_url: str) -> list[str]:
 
 def create_app(settings: Settings | None = None, broker_url: str | None = None) -> FastAPI:
     """Build the API for ``settings`` and the broker at ``broker_url``."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     broker = broker_url or settings.broker_url or ""
     app = FastAPI(
         title="Touchstream",

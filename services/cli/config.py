@@ -13,7 +13,7 @@ from rich.table import Table
 
 from schemas.events import json_schema
 from services.cli import app
-from services.settings import Settings, env_name
+from services.settings import Settings, env_name, load_settings
 
 out = Console(highlight=False)
 config_app = typer.Typer(help="Show the settings and their documentation.", no_args_is_help=True)
@@ -45,7 +45,7 @@ def settings_reference() -> str:
 @config_app.command("show")
 def show() -> None:
     """Print the settings in effect (secrets masked)."""
-    settings = Settings()
+    settings = load_settings()
     table = Table("variable", "value")
     for name in Settings.model_fields:
         value = getattr(settings, name)

@@ -72,6 +72,7 @@ def emit(
                 settings.topics.raw,
                 jsonl_lines(_read(handle)),
                 on_sent=lambda n: progress.advance(task, n),
+                connect_timeout=settings.startup_timeout,
             )
         finally:
             if not stdin:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from services.settings import Settings
+from services.settings import load_settings
+
+__all__ = ["BrokerOption", "load_settings"]
 
 BrokerOption = Annotated[
     str | None,
@@ -17,9 +19,3 @@ BrokerOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, with command-line options (those not None) on top."""
-    given = {key: value for key, value in overrides.items() if value is not None}
-    return Settings(**given)

@@ -54,6 +54,9 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_session_timeout=settings.consumer_session_timeout,
+        broker_heartbeat_interval=settings.consumer_session_timeout / 5,
+        broker_rebalance_timeout=max(30.0, settings.consumer_session_timeout),
         web_enabled=False,
         autodiscover=False,
     )

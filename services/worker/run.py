@@ -13,6 +13,7 @@ from services.worker.app import create_app, ready_marker
 
 def run_worker(settings: Settings, broker_url: str) -> None:
     """Provision the topics (idempotent), then run the Faust worker."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings, broker_url)
     app = create_app(settings, broker_url)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)

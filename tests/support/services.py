@@ -82,6 +82,7 @@ def settings(broker: str, tmp_path: Path) -> Settings:
         partitions=4,
         log_level="INFO",
         startup_timeout=60,
+        consumer_session_timeout=6,
     )
 
 
