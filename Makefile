@@ -6,12 +6,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up test lint format unit integration e2e schema docs clean
+.PHONY: demo up test lint format unit integration e2e schema docs clean postgres-server
 
 $(STAMP): pyproject.toml
+	@echo "Installing Touchstream and its dependencies into $(VENV) (log: $(VENV)/install.log) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@( $(BIN)/python -m pip install --upgrade "pip>=24" \
+	   && $(BIN)/python -m pip install -e '.[dev]' ) > $(VENV)/install.log 2>&1 \
+	  || { tail -40 $(VENV)/install.log; echo "install failed; full log: $(VENV)/install.log" >&2; exit 1; }
 	@touch $@
 
 ## Start the embedded stack, send the shipped example events (and a few broken ones), show the outcome.
@@ -23,17 +25,31 @@ up: $(STAMP)
 	$(BIN)/touchstream up $(ARGS)
 
 ## Lint, type-check and run the whole test suite (starts its own broker and PostgreSQL).
-test: lint
+test: lint postgres-server
 	$(BIN)/pytest $(ARGS)
 
+## The tests start a throwaway PostgreSQL cluster from the server binaries (initdb, pg_ctl).
+## Missing ones are installed when we may (root with apt-get); otherwise we say what to do.
+postgres-server:
+	@if [ -n "$$TOUCHSTREAM_TEST_DATABASE_URL" ] || command -v initdb >/dev/null \
+	    || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing the PostgreSQL server for the tests (apt-get install postgresql)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else \
+	    echo "The tests need PostgreSQL server binaries (initdb, pg_ctl): install PostgreSQL 15+" \
+	         "(Debian: sudo apt-get install postgresql), or set TOUCHSTREAM_TEST_DATABASE_URL." >&2; \
+	    exit 1; \
+	fi
+
 lint: $(STAMP)
-	$(BIN)/ruff check services schemas tests bench
-	$(BIN)/ruff format --check services schemas tests bench
+	$(BIN)/ruff check services schemas tests
+	$(BIN)/ruff format --check services schemas tests
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format services schemas tests bench
-	$(BIN)/ruff check --fix services schemas tests bench
+	$(BIN)/ruff format services schemas tests
+	$(BIN)/ruff check --fix services schemas tests
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(ARGS)
