@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
@@ -41,32 +42,36 @@ def _iso_4217(code: str) -> str:
     return code
 
 
-def _rfc3339(value: object) -> object:
-    """Only RFC 3339 text (seconds and offset included) reaches the datetime parser;
-    numbers (epoch seconds) are refused. Datetime objects built in code pass through."""
-    if isinstance(value, datetime):
-        return value
-    if not (isinstance(value, str) and _RFC3339.match(value)):
-        raise PydanticCustomError(
-            "rfc3339",
-            "{value} is not an RFC 3339 timestamp with a UTC offset, "
-            "e.g. 2026-11-12T10:00:00Z or 2026-11-12T11:00:00+01:00",
-            {"value": repr(value)[:64]},
-        )
-    return value
+def _text_matching(
+    *patterns: re.Pattern[str], passes: type, message: str
+) -> Callable[[object], object]:
+    """A gate in front of pydantic's date parsing: only text matching one of ``patterns``
+    gets through (pydantic would also take epoch numbers and non-RFC forms); objects of
+    type ``passes``, built in code, go through as they are."""
+
+    def gate(value: object) -> object:
+        if isinstance(value, passes):
+            return value
+        if isinstance(value, str) and any(p.match(value) for p in patterns):
+            return value
+        raise PydanticCustomError("rfc3339", message, {"value": repr(value)[:64]})
+
+    return gate
 
 
-def _rfc3339_or_date(value: object) -> object:
-    if isinstance(value, date):
-        return value
-    if not (isinstance(value, str) and (_RFC3339.match(value) or _DATE.match(value))):
-        raise PydanticCustomError(
-            "rfc3339",
-            "{value} is neither an RFC 3339 date (2026-12-15) nor a timestamp with a UTC "
-            "offset (2026-12-15T00:00:00Z)",
-            {"value": repr(value)[:64]},
-        )
-    return value
+_rfc3339 = _text_matching(
+    _RFC3339,
+    passes=datetime,
+    message="{value} is not an RFC 3339 timestamp with a UTC offset, "
+    "e.g. 2026-11-12T10:00:00Z or 2026-11-12T11:00:00+01:00",
+)
+_rfc3339_or_date = _text_matching(
+    _RFC3339,
+    _DATE,
+    passes=date,
+    message="{value} is neither an RFC 3339 date (2026-12-15) nor a timestamp with a UTC "
+    "offset (2026-12-15T00:00:00Z)",
+)
 
 
 def _email(value: str) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from importlib import resources
@@ -159,6 +162,14 @@ def _print_audit(audit: Audit, labels: dict[tuple[int, int], str]) -> None:
     out.print(dead)
 
 
+def _self_command() -> str:
+    """How the user can call this program again: ``touchstream`` if it is on PATH."""
+    argv0 = sys.argv[0]
+    if shutil.which("touchstream") == argv0 or not argv0.endswith("touchstream"):
+        return "touchstream"
+    return os.path.relpath(argv0)
+
+
 @app.command()
 def demo(
     exit_after: Annotated[
@@ -194,6 +205,6 @@ def demo(
         if exit_after:
             stop.set()
         elif info.api_url:
-            out.print(f"Try: touchstream dlq list    ·  API health: {info.api_url}/ready")
+            out.print(f"Try: {_self_command()} dlq list    ·  API health: {info.api_url}/ready")
 
     _run_until_signalled(settings, send_and_show)

@@ -81,26 +81,22 @@ def test_up_processes_events_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
     assert processes_of(data) == []
 
 
-def test_children_die_with_a_killed_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "exit_code"),
+    [(signal.SIGINT, 0), (signal.SIGKILL, -signal.SIGKILL)],
+    ids=["ctrl-c", "kill-9"],
+)
+def test_no_child_outlives_up(tmp_path: Path, signum: int, exit_code: int) -> None:
+    """Ctrl-C stops the stack in order; even SIGKILL of `up` takes its children along."""
     data = tmp_path / "data"
     up = Foreground("up", env=cli_env(data))
     up.wait_for("Running.")
     children = [p.pid for p in up.descendants()]
     assert len(children) >= 3
-    up.signal(signal.SIGKILL)
-    up.finish()
+    up.signal(signum)
+    assert up.finish() == exit_code, up.output
     assert gone(children) == []
     assert processes_of(data) == []
-
-
-def test_ctrl_c_stops_the_stack(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    up = Foreground("up", env=cli_env(data))
-    up.wait_for("Running.")
-    children = [p.pid for p in up.descendants()]
-    up.signal(signal.SIGINT)
-    assert up.finish() == 0, up.output
-    assert gone(children) == []
 
 
 def test_demo_accounts_for_every_payload_and_exits(tmp_path: Path) -> None:
