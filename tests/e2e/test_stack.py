@@ -139,3 +139,20 @@ def test_api_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
     assert processes_of(data) == []
+
+
+def test_up_with_a_broker_starts_no_embedded_one(tmp_path: Path, broker: str) -> None:
+    data = tmp_path / "data"
+    env = cli_env(data, TOUCHSTREAM_TOPIC_PREFIX="ext.", TOUCHSTREAM_APP_ID="ext-up")
+    up = Foreground("up", "--broker", broker, env=env)
+    try:
+        up.wait_for("Running.")
+        state = json.loads((data / "run" / "stack.json").read_text())
+        assert state["broker_url"] == broker
+        assert state["embedded_broker"] is False
+        assert set(state["processes"]) == {"up", "worker", "api"}
+        assert not any("tansu" in " ".join(p.cmdline()) for p in up.descendants())
+        assert "embedded Tansu" not in up.output
+    finally:
+        up.signal(signal.SIGTERM)
+        assert up.finish() == 0, up.output
