@@ -1,0 +1,1 @@
+"""Ingestion: the HTTP gateway, source keys and the Segment-compatible mapping."""
