@@ -8,6 +8,7 @@ __all__ = [
     "BrokerUnavailable",
     "ConfigurationError",
     "EmbeddedStackError",
+    "StoreUnavailable",
     "TouchstreamError",
 ]
 
@@ -22,3 +23,7 @@ class BrokerUnavailable(TouchstreamError):
 
 class EmbeddedStackError(TouchstreamError):
     """A process of the embedded stack (broker, worker, API) failed to start or died."""
+
+
+class StoreUnavailable(TouchstreamError):
+    """The relationship store (PostgreSQL or SQLite) cannot be reached or migrated."""

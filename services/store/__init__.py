@@ -1,0 +1,1 @@
+"""The relationship store: SQLAlchemy 2 models, Alembic migrations, sessions."""
