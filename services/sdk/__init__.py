@@ -1,0 +1,25 @@
+"""Python SDK for touchpoint systems: validate events locally, send them to touchpoints.raw.
+
+    from services.sdk import Emitter
+
+    with Emitter.kafka("billing-core", "kafka-1:9092") as emitter:
+        emitter.emit({"event_id": "inv-1187-failed", "type": "billing.payment_failed", ...})
+
+See docs/sdk.md.
+"""
+
+from services.sdk.emitter import Emitter
+from services.sdk.kafka_transport import KafkaTransport
+from services.sdk.prepare import InvalidEvent, prepare
+from services.sdk.transport import DeliveryReport, DeliveryTimeout, Record, Transport
+
+__all__ = [
+    "DeliveryReport",
+    "DeliveryTimeout",
+    "Emitter",
+    "InvalidEvent",
+    "KafkaTransport",
+    "Record",
+    "Transport",
+    "prepare",
+]
