@@ -56,8 +56,8 @@ def _note(audit: Audit, dead: bool, value: bytes, raw_topic: str) -> None:
     outcome = (
         DeadLetter.model_validate_json(value) if dead else AcceptedEvent.model_validate_json(value)
     )
-    if outcome.origin.topic != raw_topic:
-        return
+    if outcome.origin is None or outcome.origin.topic != raw_topic:
+        return  # not from the raw topic (e.g. refused by the HTTP gateway)
     origin = (outcome.origin.partition, outcome.origin.offset)
     if origin in audit.accepted or origin in audit.dead:
         audit.duplicates.append(origin)

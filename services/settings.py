@@ -130,6 +130,32 @@ class Settings(BaseSettings):
         le=65535,
         description="Port of the HTTP API; 0 picks a free port.",
     )
+    ingest_keys: SecretStr | None = Field(
+        default=None,
+        description="Static source keys as `name:key,name:key` (keys of 16+ characters), for "
+        "tests and containers; `touchstream sources add NAME` creates keys in the store.",
+    )
+    ingest_max_events: int = Field(
+        default=1000,
+        ge=1,
+        description="Most events one HTTP ingestion request may carry (413 above).",
+    )
+    ingest_max_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        description="Largest HTTP ingestion request body in bytes (413 above).",
+    )
+    ingest_ack_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds the API waits for the broker to acknowledge accepted events before "
+        "answering 503 (with Retry-After) instead.",
+    )
+    segment_mapping_file: Path | None = Field(
+        default=None,
+        description="YAML file mapping Segment track event names to v1 event types; unset: the "
+        "packaged default (docs/segment.md).",
+    )
     startup_timeout: float = Field(
         default=60.0,
         gt=0,

@@ -1,17 +1,28 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory: ingestion, health, readiness and metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from services import __version__
+from services.api.dlq_watch import watch_dead_letters
+from services.api.ingest import Ingestion, ingestion_router
+from services.api.metrics import ApiMetrics
 from services.errors import BrokerUnavailable
+from services.ingest.gateway import Gateway
+from services.ingest.keys import KeyResolver, SourceKeys, static_keys
+from services.ingest.segment import load_mapping
 from services.kafka import admin_client
 from services.settings import Settings, load_settings
+from services.store.db import store_engine
 
 
 class Health(BaseModel):
@@ -35,16 +46,46 @@ def _check_broker(settings: Settings, broker_url: str) -> list[str]:
     return [t for t in settings.topics.all() if t not in existing]
 
 
-def create_app(settings: Settings | None = None, broker_url: str | None = None) -> FastAPI:
-    """Build the API for ``settings`` and the broker at ``broker_url``."""
+def create_app(
+    settings: Settings | None = None,
+    broker_url: str | None = None,
+    *,
+    watch_dlq: bool = True,
+) -> FastAPI:
+    """Build the API for ``settings`` and the broker at ``broker_url`` (one composition root)."""
     settings = settings or load_settings()
     broker = broker_url or settings.broker_url or ""
+    metrics = ApiMetrics()
+    gateway = Gateway(settings, broker)
+    keys = KeyResolver(static_keys(settings), SourceKeys(store_engine(settings)))
+    ingestion = Ingestion(
+        settings, keys, gateway, load_mapping(settings.segment_mapping_file), metrics
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watcher = (
+            asyncio.create_task(watch_dead_letters(settings, broker, metrics))
+            if watch_dlq
+            else None
+        )
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await gateway.close()
+
     app = FastAPI(
         title="Touchstream",
         version=__version__,
-        description="Omnichannel customer-experience platform: ingestion, CX reports, "
-        "Customer 360 and stream health.",
+        description="Omnichannel customer-experience platform: event ingestion (native and "
+        "Segment-compatible), CX reports, Customer 360 and stream health.",
+        lifespan=lifespan,
     )
+    app.include_router(ingestion_router(ingestion))
     started = time.monotonic()
 
     @app.get("/health", tags=["ops"])
@@ -76,5 +117,10 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
             missing_topics=[],
             detail=f"up {time.monotonic() - started:.0f}s",
         )
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics: ingestion counts and latency, dead letters by reason."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

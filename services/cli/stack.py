@@ -18,6 +18,7 @@ from rich.table import Table
 
 from services.audit import Audit, await_outcomes
 from services.cli import app
+from services.cli.admin import migrated
 from services.cli.options import BrokerOption, load_settings
 from services.embedded.stack import EmbeddedStack, StackInfo
 from services.emit import emit_lines, jsonl_lines
@@ -124,6 +125,8 @@ def api(
     from services.api.app import create_app
 
     settings = load_settings(broker_url=broker, api_host=host, api_port=port)
+    if settings.database_url is None:
+        migrated(settings)  # embedded SQLite store; a production store is migrated on its own
     application = create_app(settings, resolve_broker_url(settings))
     uvicorn.run(
         application,

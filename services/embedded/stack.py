@@ -16,6 +16,7 @@ from services.errors import EmbeddedStackError
 from services.kafka import ensure_topics
 from services.runstate import StackState, clear_state, write_state
 from services.settings import Settings, env_name
+from services.store.db import upgrade
 from services.worker.app import ready_marker
 
 
@@ -65,6 +66,7 @@ class EmbeddedStack:
         s = self.settings
         s.run_dir.mkdir(parents=True, exist_ok=True)
         try:
+            upgrade(s.store_url())
             broker_url = s.broker_url
             if broker_url is None:
                 self.broker = EmbeddedBroker(

@@ -66,7 +66,7 @@ def _dead(
     errors: tuple[FieldError, ...],
 ) -> Routed:
     found = _EVENT_ID.search(raw)
-    letter = DeadLetter(
+    letter = DeadLetter.create(
         reason=reason,
         errors=tuple(DeadLetterError.of(e) for e in errors),
         event_id=found.group(1).decode() if found else None,

@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from services.embedded.broker import EmbeddedBroker
 from services.embedded.postgres import ThrowawayPostgres
-from services.embedded.process import ManagedProcess
+from services.embedded.process import ManagedProcess, free_port
 from services.errors import TouchstreamError
+from services.kafka import ensure_topics
 from services.settings import Settings
 from services.worker.app import ready_marker
 
@@ -110,4 +113,46 @@ def worker(settings: Settings) -> Iterator[ManagedProcess]:
     """One real worker process on this test's topics."""
     process = start_worker(settings)
     yield process
+    process.stop()
+
+
+INGEST_KEY = "tsk_test_web_shop_key_0123456789"
+OTHER_KEY = "tsk_test_helpdesk_key_0123456789"
+
+
+def api_settings(settings: Settings, **changes: object) -> Settings:
+    """``settings`` with two static source keys: web-shop and helpdesk."""
+    keys = f"web-shop:{INGEST_KEY},helpdesk:{OTHER_KEY}"
+    return settings.model_copy(update={"ingest_keys": SecretStr(keys), **changes})
+
+
+def start_api(settings: Settings, name: str = "api") -> tuple[ManagedProcess, str]:
+    """Run ``touchstream api`` on a free port as a user would; return it and its base URL."""
+    port = free_port()
+    env = {**os.environ, **settings.to_env(), "TOUCHSTREAM_API_PORT": str(port)}
+    api = ManagedProcess(
+        name, [sys.executable, "-m", "services.cli", "api"], settings.log_dir / f"{name}.log", env
+    )
+    api.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + settings.startup_timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1):  # noqa: S310 - local URL
+                return api, url
+        except OSError:
+            if not api.alive() or time.monotonic() > deadline:
+                api.stop()
+                pytest.fail(f"API did not come up:\n{api.tail(40)}", pytrace=False)
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[str]:
+    """Base URL of a real ``touchstream api`` process on this test's topics, with static keys
+    (INGEST_KEY for web-shop, OTHER_KEY for helpdesk) and the topics created."""
+    configured = api_settings(settings)
+    ensure_topics(configured, configured.broker_url or "")
+    process, url = start_api(configured)
+    yield url
     process.stop()
