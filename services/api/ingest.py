@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import ORJSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.errors import FieldError
@@ -38,7 +38,7 @@ class ItemResult(BaseModel):
     event_id: str | None
     status: Literal["accepted", "rejected", "dead_lettered", "unavailable"]
     reason: str | None = None
-    errors: list[ItemError] = []
+    errors: list[ItemError] = Field(default_factory=list)
 
 
 class IngestResponse(BaseModel):
@@ -210,14 +210,15 @@ def ingestion_router(ingestion: Ingestion) -> APIRouter:
         outcomes = [prepare(item, source) for item in items]
         valid = [o for o in outcomes if isinstance(o, Prepared)]
         await ingestion.produce(valid, "events", source)
-        results = [_result(i, o) for i, o in enumerate(outcomes)]
         rejected = len(outcomes) - len(valid)
         code = 200 if not rejected else (207 if valid else 422)
         metrics.ingested.labels("events", source, "accepted").inc(len(valid))
         metrics.ingested.labels("events", source, "rejected").inc(rejected)
         metrics.latency.labels("events").observe(time.perf_counter() - started)
-        response = IngestResponse(accepted=len(valid), rejected=rejected, results=results)
-        return ORJSONResponse(response.model_dump(), status_code=code)
+        # Plain rows shaped as IngestResponse: 1,000 pydantic models per request cost too much.
+        rows = [_row(i, o) for i, o in enumerate(outcomes)]
+        body = {"accepted": len(valid), "rejected": rejected, "results": rows}
+        return ORJSONResponse(body, status_code=code)
 
     async def segment(request: Request, source: str, call: str) -> SegmentResponse:
         body = await ingestion.body(request)
@@ -259,16 +260,25 @@ def ingestion_router(ingestion: Ingestion) -> APIRouter:
     return router
 
 
-def _result(index: int, outcome: Prepared | Rejected) -> ItemResult:
+def _row(index: int, outcome: Prepared | Rejected) -> dict[str, Any]:
+    """One ItemResult as a plain dict."""
     if isinstance(outcome, Prepared):
-        return ItemResult(index=index, event_id=outcome.event_id, status="accepted")
-    return ItemResult(
-        index=index,
-        event_id=outcome.event_id,
-        status="rejected",
-        reason=outcome.reason,
-        errors=_errors(outcome.errors),
-    )
+        return {
+            "index": index,
+            "event_id": outcome.event_id,
+            "status": "accepted",
+            "reason": None,
+            "errors": [],
+        }
+    return {
+        "index": index,
+        "event_id": outcome.event_id,
+        "status": "rejected",
+        "reason": outcome.reason,
+        "errors": [
+            {"field": e.field, "rule": e.rule, "message": e.message} for e in outcome.errors
+        ],
+    }
 
 
 async def _segment_messages(

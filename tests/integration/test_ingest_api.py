@@ -156,3 +156,20 @@ def test_broker_down_is_503_and_nothing_is_accepted(settings: Settings, tmp_path
     finally:
         process.stop()
         own.stop()
+
+
+def test_gateway_partitions_keys_like_kafka_python(api: str, settings: Settings) -> None:
+    """The gateway batches per partition itself; a customer's events must land where
+    kafka-python (emit, the SDK) would put them, or their order would split."""
+    from kafka.partitioner.default import murmur2
+
+    events = _batch(200, "part")
+    for i, event in enumerate(events):
+        event["identity"] = {"customer_id": f"cus-{i % 37}"}
+    assert httpx.post(f"{api}/v1/events", json=events, headers=BEARER).status_code == 200
+    records = list(read_to_end(settings.broker_url or "", settings.topics.raw))
+    assert len(records) == 200
+    for record in records:  # kafka-python's DefaultPartitioner.partition, for a keyed record
+        assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % settings.partitions
+    order = [json.loads(r.value)["event_id"] for r in records if r.key == b"customer_id:cus-5"]
+    assert order == [e["event_id"] for e in events if e["identity"]["customer_id"] == "cus-5"]
