@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from segment.analytics import Client
 
@@ -107,6 +108,26 @@ def test_segment_client_calls_arrive_as_v1_events(api: str, settings: Settings) 
     assert letter.event_id == "seg-track-3"
     assert "Wishlist Shared" in letter.summary()
 
+    env = cli_env(settings.data_dir, **settings.to_env())
+    listed = run_cli("dlq", "list", "--reason", "unmapped_event", "--since", "1h", env=env)
+    assert letter.id in listed.stdout
+    assert "by reason: unmapped_event 1" in listed.stdout
+    assert "0 dead-lettered" in run_cli("dlq", "list", "--reason", "invalid_json", env=env).stdout
+    assert "0 dead-lettered" in run_cli("dlq", "list", "--since", "2099-01-01", env=env).stdout
+    shown = json.loads(run_cli("dlq", "show", letter.id[:8], env=env).stdout)
+    assert shown["payload"]["event"] == "Wishlist Shared"
+    assert shown["ingress"] == "segment /v1/batch"
+
+    deadline = time.monotonic() + 15
+    gauge = 'touchstream_dead_letters{reason="unmapped_event",stage="ingest"} 1.0'
+    while (
+        gauge not in (metrics := httpx.get(f"{api}/metrics").text) and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    assert gauge in metrics
+    accepted = 'endpoint="segment",outcome="accepted",source="web-shop"} 4.0'
+    assert f"touchstream_ingest_events_total{{{accepted}" in metrics
+
 
 def test_unmapped_event_is_processed_after_the_mapping_is_added(
     settings: Settings, tmp_path: Path
@@ -168,8 +189,6 @@ def test_unmapped_event_is_processed_after_the_mapping_is_added(
 def test_malformed_segment_bodies_are_400_and_write_keys_are_not_kept(
     api: str, settings: Settings
 ) -> None:
-    import httpx2 as httpx
-
     auth = httpx.BasicAuth(INGEST_KEY, "")
     for body in ({"batch": "nope"}, {"batch": [1, 2]}, [1, 2]):
         response = httpx.post(f"{api}/v1/batch", json=body, auth=auth)
