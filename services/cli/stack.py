@@ -62,6 +62,12 @@ def _print_stack(settings: Settings, info: StackInfo) -> None:
         table.add_row(
             "API", f"{info.api_url}  (OpenAPI at {info.api_url}/docs)", str(info.processes["api"])
         )
+        table.add_row(
+            "ingest",
+            f"POST {info.api_url}/v1/events; Segment-compatible {info.api_url}/v1/batch "
+            f"(a key: {_self_command()} sources add NAME)",
+            "",
+        )
     table.add_row("logs", str(settings.log_dir), "")
     out.print(table)
     created = [t for t, new in info.topics_created.items() if new]
