@@ -43,13 +43,13 @@ postgres-server:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check services schemas tests
-	$(BIN)/ruff format --check services schemas tests
+	$(BIN)/ruff check services schemas tests bench
+	$(BIN)/ruff format --check services schemas tests bench
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format services schemas tests
-	$(BIN)/ruff check --fix services schemas tests
+	$(BIN)/ruff format services schemas tests bench
+	$(BIN)/ruff check --fix services schemas tests bench
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(ARGS)

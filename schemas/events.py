@@ -369,7 +369,8 @@ def required_attributes(event_type: str) -> tuple[str, ...]:
 CHANNELS: tuple[str, ...] = ("web", "store", "billing", "support")
 
 
-def _unknown_type(given: str) -> str:
+def unknown_type_message(given: str) -> str:
+    """Why ``given`` is not a v1 type, listing the types of its channel when it has a known one."""
     channel = given.partition(".")[0]
     known = [t for t in EVENT_TYPES if t.startswith(f"{channel}.")]
     if known:
@@ -384,7 +385,7 @@ def _field_error(detail: ErrorDetails) -> FieldError:
     kind = detail["type"]
     if kind == "union_tag_invalid":
         given = detail["input"].get("type") if isinstance(detail["input"], dict) else None
-        return FieldError("type", kind, _unknown_type(str(given)))
+        return FieldError("type", kind, unknown_type_message(str(given)))
     if kind == "union_tag_not_found":
         return FieldError("type", kind, "missing: every event needs a type such as web.page_view")
     loc = list(detail["loc"])

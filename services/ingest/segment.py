@@ -24,7 +24,7 @@ import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from yaml.constructor import ConstructorError
 
-from schemas.events import EVENT_TYPES, required_attributes
+from schemas.events import EVENT_TYPES, required_attributes, unknown_type_message
 from schemas.fields import EVENT_ID_PATTERN, RFC3339_PATTERN, Email, Phone
 from services.errors import ConfigurationError
 
@@ -636,7 +636,7 @@ def _track_problems(track: Mapping[Any, Any]) -> list[str]:
         elif not isinstance(event_type, str):
             problems.append(f"{where}: expected a v1 event type such as web.page_view")
         elif event_type not in EVENT_TYPES:
-            problems.append(f"{where}: {_unknown_type(event_type)}")
+            problems.append(f"{where}: {unknown_type_message(event_type)}")
     return problems
 
 
@@ -656,17 +656,6 @@ def _attribute_problems(attributes: Mapping[Any, Any]) -> list[str]:
                 f"{where}: expected a list of Segment property names, e.g. [sku, product_id]"
             )
     return problems
-
-
-def _unknown_type(given: str) -> str:
-    channel = given.partition(".")[0]
-    known = [t for t in EVENT_TYPES if t.startswith(f"{channel}.")]
-    if known:
-        return f"{given!r} is not a v1 event type; {channel} types are: {', '.join(known)}"
-    return (
-        f"{given!r} is not a v1 event type; a type is <channel>.<name> with channel web, "
-        "store, billing or support (e.g. web.checkout_completed)"
-    )
 
 
 def _given(value: object) -> bool:
