@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 from schemas.errors import FieldError
+from services.sdk.http_transport import HttpTransport
 from services.sdk.kafka_transport import BATCH_SIZE, SETTLE_EVERY, KafkaTransport
 from services.sdk.prepare import Event, InvalidEvent, check_source, prepare
 from services.sdk.transport import DeliveryReport, Record, Transport
@@ -75,6 +76,35 @@ class Emitter:
             batch_size=batch_size,
             compression_type=compression_type,
             **producer_config,
+        )
+        return cls(checked, transport)
+
+    @classmethod
+    def http(
+        cls,
+        source: str,
+        base_url: str,
+        key: str,
+        *,
+        batch_size: int = 500,
+        timeout: float = 15.0,
+        max_retries: int = 5,
+        flush_interval: float | None = None,
+    ) -> Emitter:
+        """An emitter that POSTs batches of ``batch_size`` events to ``{base_url}/v1/events``.
+
+        ``key`` is a source key of ``source`` (``Authorization: Bearer``). No I/O until the
+        first batch; a refused key raises :class:`~services.sdk.Unauthorized` from ``flush``
+        and later ``emit`` calls. See :class:`~services.sdk.http_transport.HttpTransport`.
+        """
+        checked = check_source(source)
+        transport = HttpTransport(
+            base_url,
+            key,
+            batch_size=batch_size,
+            timeout=timeout,
+            max_retries=max_retries,
+            flush_interval=flush_interval,
         )
         return cls(checked, transport)
 
