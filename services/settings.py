@@ -156,6 +156,12 @@ class Settings(BaseSettings):
         description="YAML file mapping Segment track event names to v1 event types; unset: the "
         "packaged default (docs/segment.md).",
     )
+    journey_maps_dir: Path | None = Field(
+        default=None,
+        description="Directory of journey maps (`*.yaml`: stages and friction rules, "
+        "docs/journey-maps.md); unset: the shipped `journey_maps/`. Check it with "
+        "`touchstream maps validate`.",
+    )
     startup_timeout: float = Field(
         default=60.0,
         gt=0,

@@ -12,7 +12,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
-from yaml.constructor import ConstructorError
 
 from schemas.events import EVENT_TYPES, required_attributes, unknown_type_message
 from schemas.fields import EVENT_ID_PATTERN, RFC3339_PATTERN, Email, Phone
 from services.errors import ConfigurationError
+from services.yamlfile import parse_yaml
 
 __all__ = [
     "DEFAULT_ATTRIBUTE_SOURCES",
@@ -159,7 +158,7 @@ def load_mapping(path: Path | None = None) -> SegmentMapping:
             ) from None
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigurationError(f"{label}: cannot read it: {error}") from None
-    data = _parse_yaml(text, label)
+    data = parse_yaml(text, label, yaml11_booleans=True).data
     problems = _problems(data)
     if problems:
         raise ConfigurationError("; ".join(f"{label}: {problem}" for problem in problems))
@@ -557,41 +556,6 @@ def _merged(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
         else:
             result[key] = copy.deepcopy(value)
     return result
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[Hashable] = set()
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key_node, yaml.ScalarNode) or not isinstance(key, Hashable):
-                continue  # complex keys: PyYAML reports them itself
-            if key in seen:
-                raise ConstructorError(
-                    "while reading a mapping",
-                    node.start_mark,
-                    f"{key!r} is given twice; keep one",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _parse_yaml(text: str, label: str) -> object:
-    loader = _UniqueKeyLoader(text)
-    try:
-        return loader.get_single_data()
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = error.problem or "not valid YAML"
-        raise ConfigurationError(f"{label}: {where}{problem} (the file must be YAML)") from None
-    except yaml.YAMLError as error:
-        raise ConfigurationError(f"{label}: not valid YAML: {error}") from None
-    finally:
-        loader.dispose()
 
 
 def _problems(data: object) -> list[str]:
