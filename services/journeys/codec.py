@@ -1,0 +1,77 @@
+"""A compact byte form of :class:`CustomerState` for table stores (RocksDB, changelog topics).
+
+Times are epoch milliseconds; seen event ids are packed 48-bit hashes."""
+
+from __future__ import annotations
+
+import base64
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from services.journeys.state import SEEN_EVENT_IDS, CustomerState, Pending, StageVisit
+
+VERSION = 1
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def dump_state(state: CustomerState) -> bytes:
+    body: dict[str, Any] = {"v": VERSION}
+    if state.stages:
+        body["s"] = {
+            j: [v.stage, _ms(v.entered_at), v.event_id, v.channel, int(v.stalled)]
+            for j, v in state.stages.items()
+        }
+    if state.counts:
+        body["c"] = [
+            [r, per, [[_ms(t), e] for t, e in items]] for (r, per), items in state.counts.items()
+        ]
+    if state.pending:
+        body["p"] = [
+            [r, m, _ms(p.deadline), _ms(p.started_at), list(p.evidence), p.channel, p.stage]
+            for (r, m), p in state.pending.items()
+        ]
+    if state.completed:
+        body["d"] = [[r, m, _ms(t)] for (r, m), t in state.completed.items()]
+    for name, memory in (("f", state.firsts), ("t", state.thens)):
+        if memory:
+            body[name] = {r: [[_ms(t), list(ev)] for t, ev in items] for r, items in memory.items()}
+    if state.seen:
+        packed = b"".join(key.to_bytes(6, "big") for key in state.seen)
+        body["n"] = base64.b64encode(packed).decode()
+    return orjson.dumps(body)
+
+
+def load_state(data: bytes) -> CustomerState:
+    body = orjson.loads(data)
+    if body.get("v") != VERSION:
+        raise ValueError(f"journey state version {body.get('v')!r}, expected {VERSION}")
+    state = CustomerState()
+    for journey, (stage, at, event_id, channel, stalled) in body.get("s", {}).items():
+        state.stages[journey] = StageVisit(stage, _at(at), event_id, channel, bool(stalled))
+    for rule, per, items in body.get("c", []):
+        state.counts[(rule, per)] = [(_at(t), e) for t, e in items]
+    for rule, match, deadline, started, evidence, channel, stage in body.get("p", []):
+        state.pending[(rule, match)] = Pending(
+            _at(deadline), _at(started), tuple(evidence), channel, stage
+        )
+    for rule, match, at in body.get("d", []):
+        state.completed[(rule, match)] = _at(at)
+    for name, memory in (("f", state.firsts), ("t", state.thens)):
+        for rule, items in body.get(name, {}).items():
+            memory[rule] = [(_at(t), tuple(ev)) for t, ev in items]
+    packed = base64.b64decode(body.get("n", ""))
+    state.seen = deque(
+        (int.from_bytes(packed[i : i + 6], "big") for i in range(0, len(packed), 6)),
+        maxlen=SEEN_EVENT_IDS,
+    )
+    return state

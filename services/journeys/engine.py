@@ -1,0 +1,468 @@
+"""The journey engine: pure functions over a customer's state, in event time.
+
+``apply`` takes one event and returns stage transitions and the flags it raises at once;
+``expire`` raises the flags of rules that fire on an absence (abandonment, SLA, overdue,
+stalls) once event time has passed their deadline on every channel that could still
+complete them. Each rule fires once per episode; a flag's id is derived from the episode,
+so a redelivered event or a replay produces the same flag again, never a second one.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from services.journeys.maps import (
+    AbsenceRule,
+    Condition,
+    CountRule,
+    EventRule,
+    JourneyMap,
+    SequenceRule,
+    StallRule,
+)
+from services.journeys.state import (
+    CustomerState,
+    Flag,
+    Pending,
+    StageVisit,
+    Touchpoint,
+    Transition,
+    event_key,
+    flag_id,
+)
+
+DEFAULT_LATENESS = timedelta(minutes=5)
+SEQUENCE_MEMORY = 8  # unpaired occurrences kept per sequence rule
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass
+class Outcome:
+    transitions: list[Transition] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+
+
+def _holds(condition: Condition | None, attributes: Mapping[str, Any]) -> bool:
+    if condition is None:
+        return True
+    value = attributes.get(condition.attribute)
+    if value is None:
+        return False
+    try:
+        if isinstance(condition.value, int | float) and not isinstance(value, int | float):
+            value = float(value)
+        return _OPS[condition.op](value, condition.value)
+    except (TypeError, ValueError):
+        return False
+
+
+def _deadline(value: Any) -> datetime | None:
+    """A due date means 'by the end of that day' (UTC); a timestamp is taken as is."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC) + timedelta(days=1)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if len(value) == 10:
+            return parsed.replace(tzinfo=UTC) + timedelta(days=1)
+        return parsed if parsed.tzinfo else None
+    return None
+
+
+class Engine:
+    """Evaluates every journey map for one customer at a time."""
+
+    def __init__(
+        self, maps: Mapping[str, JourneyMap], *, lateness: timedelta = DEFAULT_LATENESS
+    ) -> None:
+        self.maps = dict(maps)
+        self.lateness = lateness
+        self._rules = [(m, rule) for m in self.maps.values() for rule in m.rules]
+        self._flag_followers: dict[str, list[tuple[JourneyMap, SequenceRule]]] = {}
+        for journey, rule in self._rules:
+            if isinstance(rule, SequenceRule):
+                for item in rule.after:
+                    if item.startswith("flag:"):
+                        followers = self._flag_followers.setdefault(item.removeprefix("flag:"), [])
+                        followers.append((journey, rule))
+
+    # -- events ---------------------------------------------------------------------------
+
+    def apply(self, state: CustomerState, customer_id: str, event: Touchpoint) -> Outcome:
+        """Apply one event to ``state`` (in place); a duplicate event changes nothing."""
+        outcome = Outcome()
+        key = event_key(event.event_id)
+        if key in state.seen:
+            return outcome
+        state.seen.append(key)
+        for journey in self.maps.values():
+            self._move(state, customer_id, journey, event, outcome)
+        for journey, rule in self._rules:
+            stage = self._stage(state, journey)
+            if isinstance(rule, EventRule):
+                if event.type in rule.on and _holds(rule.when, event.attributes):
+                    outcome.flags.append(
+                        self._flag(
+                            customer_id,
+                            journey,
+                            rule,
+                            stage,
+                            event.channel,
+                            event.occurred_at,
+                            (event.event_id,),
+                            event.event_id,
+                        )
+                    )
+            elif isinstance(rule, CountRule):
+                if event.type == rule.on:
+                    self._count(state, customer_id, journey, rule, stage, event, outcome)
+            elif isinstance(rule, AbsenceRule):
+                self._absence(state, rule, stage, event)
+            elif isinstance(rule, SequenceRule):
+                self._sequence(state, customer_id, journey, rule, event, outcome)
+        self._follow_flags(state, customer_id, outcome.flags, outcome)
+        return outcome
+
+    def _move(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        journey: JourneyMap,
+        event: Touchpoint,
+        outcome: Outcome,
+    ) -> None:
+        stage = journey.stage_of(event.type)
+        if stage is None:
+            return
+        current = state.stages.get(journey.journey)
+        if current is not None and event.occurred_at < current.entered_at:
+            return  # a late event does not move the customer back in time
+        if current is not None and current.stage == stage.id:
+            return
+        state.stages[journey.journey] = StageVisit(
+            stage.id, event.occurred_at, event.event_id, event.channel
+        )
+        outcome.transitions.append(
+            Transition(
+                customer_id,
+                journey.journey,
+                current.stage if current else None,
+                stage.id,
+                event.occurred_at,
+                event.event_id,
+            )
+        )
+
+    @staticmethod
+    def _stage(state: CustomerState, journey: JourneyMap) -> str | None:
+        visit = state.stages.get(journey.journey)
+        return visit.stage if visit else None
+
+    def _flag(
+        self,
+        customer_id: str,
+        journey: JourneyMap,
+        rule: Any,
+        stage: str | None,
+        channel: str,
+        occurred_at: datetime,
+        evidence: tuple[str, ...],
+        episode: str,
+    ) -> Flag:
+        return Flag(
+            flag_id(customer_id, rule.id, episode),
+            rule.id,
+            rule.severity,
+            customer_id,
+            journey.journey,
+            stage,
+            channel,
+            occurred_at,
+            evidence,
+        )
+
+    def _count(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        journey: JourneyMap,
+        rule: CountRule,
+        stage: str | None,
+        event: Touchpoint,
+        outcome: Outcome,
+    ) -> None:
+        per = str(event.attributes.get(rule.per, "")) if rule.per else ""
+        key = (rule.id, per)
+        seen = sorted([*state.counts.get(key, []), (event.occurred_at, event.event_id)])
+        newest = seen[-1][0]
+        seen = [item for item in seen if item[0] >= newest - rule.within - self.lateness]
+        for i in range(len(seen) - rule.count + 1):
+            window = seen[i : i + rule.count]
+            if window[-1][0] - window[0][0] <= rule.within:
+                evidence = tuple(event_id for _, event_id in window)
+                outcome.flags.append(
+                    self._flag(
+                        customer_id,
+                        journey,
+                        rule,
+                        stage,
+                        event.channel,
+                        window[-1][0],
+                        evidence,
+                        evidence[0],
+                    )
+                )
+                seen = [item for item in seen if item not in window]  # the episode is used up
+                break
+        state.counts[key] = seen[-(rule.count * 2) :]
+
+    def _absence(
+        self, state: CustomerState, rule: AbsenceRule, stage: str | None, event: Touchpoint
+    ) -> None:
+        match = str(event.attributes.get(rule.match, "")) if rule.match else ""
+        key = (rule.id, match)
+        horizon = event.occurred_at - 2 * self.lateness  # a late start is at most `lateness` late
+        for old in [k for k, at in state.completed.items() if k[0] == rule.id and at < horizon]:
+            del state.completed[old]
+        if event.type in rule.complete:
+            pending = state.pending.get(key)
+            if pending is not None and pending.started_at <= event.occurred_at <= pending.deadline:
+                del state.pending[key]
+            else:
+                state.completed[key] = max(
+                    event.occurred_at, state.completed.get(key, event.occurred_at)
+                )
+        if event.type in rule.start:
+            deadline = (
+                event.occurred_at + rule.within
+                if rule.within is not None
+                else _deadline(event.attributes.get(rule.deadline_attribute or ""))
+            )
+            if deadline is None:
+                return
+            done = state.completed.get(key)
+            if done is not None and event.occurred_at <= done <= deadline:
+                return  # completed before this start was seen (it arrived late)
+            if key not in state.pending:
+                state.pending[key] = Pending(
+                    deadline, event.occurred_at, (event.event_id,), event.channel, stage
+                )
+
+    def _sequence(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        journey: JourneyMap,
+        rule: SequenceRule,
+        event: Touchpoint,
+        outcome: Outcome,
+    ) -> None:
+        if event.type in rule.after:
+            self._note_first(
+                state,
+                customer_id,
+                journey,
+                rule,
+                event.occurred_at,
+                (event.event_id,),
+                event.channel,
+                outcome,
+            )
+        if event.type in rule.then:
+            self._note_then(state, customer_id, journey, rule, event, outcome)
+
+    def _note_first(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        journey: JourneyMap,
+        rule: SequenceRule,
+        at: datetime,
+        evidence: tuple[str, ...],
+        channel: str,
+        outcome: Outcome,
+    ) -> None:
+        """An ``after`` occurrence: pair it with the first ``then`` in its window, or keep it.
+
+        The episode is the ``after`` occurrence, so its flag id does not depend on which
+        ``then`` arrived first."""
+        thens = state.thens.get(rule.id, [])
+        match = next((t for t in sorted(thens) if at <= t[0] <= at + rule.within), None)
+        if match is not None:
+            outcome.flags.append(
+                self._flag(
+                    customer_id,
+                    journey,
+                    rule,
+                    self._stage(state, journey),
+                    channel,
+                    match[0],
+                    evidence + match[1],
+                    evidence[0],
+                )
+            )
+            return
+        firsts = [
+            f for f in state.firsts.get(rule.id, []) if f[0] >= at - rule.within - self.lateness
+        ]
+        state.firsts[rule.id] = sorted([*firsts, (at, evidence)])[-SEQUENCE_MEMORY:]
+
+    def _note_then(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        journey: JourneyMap,
+        rule: SequenceRule,
+        event: Touchpoint,
+        outcome: Outcome,
+    ) -> None:
+        """A ``then`` event: it completes every waiting ``after`` in whose window it falls."""
+        at, waiting = event.occurred_at, []
+        for first in state.firsts.get(rule.id, []):
+            if first[0] <= at <= first[0] + rule.within:
+                outcome.flags.append(
+                    self._flag(
+                        customer_id,
+                        journey,
+                        rule,
+                        self._stage(state, journey),
+                        event.channel,
+                        at,
+                        first[1] + (event.event_id,),
+                        first[1][0],
+                    )
+                )
+            elif first[0] >= at - rule.within - self.lateness:
+                waiting.append(first)
+        state.firsts[rule.id] = waiting
+        thens = [
+            t for t in state.thens.get(rule.id, []) if t[0] >= at - rule.within - self.lateness
+        ]
+        state.thens[rule.id] = sorted([*thens, (at, (event.event_id,))])[-SEQUENCE_MEMORY:]
+
+    def _follow_flags(
+        self, state: CustomerState, customer_id: str, flags: Iterable[Flag], outcome: Outcome
+    ) -> None:
+        """Feed new flags to sequence rules that start from a flag (digital_to_support)."""
+        queue = list(flags)
+        while queue:
+            flag = queue.pop(0)
+            for journey, rule in self._flag_followers.get(flag.rule_id, []):
+                before = len(outcome.flags)
+                evidence = (flag.flag_id, *flag.evidence)
+                self._note_first(
+                    state,
+                    customer_id,
+                    journey,
+                    rule,
+                    flag.occurred_at,
+                    evidence,
+                    flag.channel,
+                    outcome,
+                )
+                queue.extend(outcome.flags[before:])
+
+    # -- deadlines --------------------------------------------------------------------------
+
+    def expire(
+        self, state: CustomerState, customer_id: str, watermarks: Mapping[str, datetime]
+    ) -> list[Flag]:
+        """Flags of absence rules and stalls whose deadline has passed on every channel
+        that could still complete them. ``watermarks`` is per channel, already net of the
+        allowed lateness (see :func:`watermark`)."""
+        outcome = Outcome()
+        for journey, rule in self._rules:
+            if isinstance(rule, AbsenceRule):
+                channels = {t.partition(".")[0] for t in rule.complete}
+                for key, pending in list(state.pending.items()):
+                    if key[0] == rule.id and _passed(watermarks, channels, pending.deadline):
+                        del state.pending[key]
+                        outcome.flags.append(
+                            self._flag(
+                                customer_id,
+                                journey,
+                                rule,
+                                pending.stage,
+                                pending.channel,
+                                pending.deadline,
+                                pending.evidence,
+                                pending.evidence[0],
+                            )
+                        )
+            elif isinstance(rule, StallRule):
+                self._stall(state, customer_id, journey, rule, watermarks, outcome)
+        self._follow_flags(state, customer_id, list(outcome.flags), outcome)
+        return outcome.flags
+
+    def _stall(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        journey: JourneyMap,
+        rule: StallRule,
+        watermarks: Mapping[str, datetime],
+        outcome: Outcome,
+    ) -> None:
+        visit = state.stages.get(journey.journey)
+        if visit is None or visit.stalled:
+            return
+        stage = journey.stages[journey.stage_index(visit.stage)]
+        if stage.budget is None:
+            return
+        exits = {
+            t.partition(".")[0] for s in journey.stages if s.id != stage.id for t in s.entered_by
+        }
+        deadline = visit.entered_at + stage.budget
+        if _passed(watermarks, exits, deadline):
+            visit.stalled = True
+            outcome.flags.append(
+                self._flag(
+                    customer_id,
+                    journey,
+                    rule,
+                    stage.id,
+                    visit.channel,
+                    deadline,
+                    (visit.event_id,),
+                    f"{stage.id}:{visit.event_id}",
+                )
+            )
+
+    def next_deadline(self, state: CustomerState) -> datetime | None:
+        """The earliest deadline in ``state``, so an index can find due customers directly."""
+        deadlines = [p.deadline for p in state.pending.values()]
+        for name, visit in state.stages.items():
+            journey = self.maps.get(name)
+            if journey is None or visit.stalled:
+                continue
+            stage = journey.stages[journey.stage_index(visit.stage)]
+            if stage.budget is not None and any(isinstance(r, StallRule) for r in journey.rules):
+                deadlines.append(visit.entered_at + stage.budget)
+        return min(deadlines, default=None)
+
+
+def _passed(
+    watermarks: Mapping[str, datetime], channels: Iterable[str], deadline: datetime
+) -> bool:
+    """True when event time is past ``deadline`` on every one of ``channels``."""
+    return all(c in watermarks and watermarks[c] >= deadline for c in channels)
+
+
+def watermark(latest: Mapping[str, datetime], lateness: timedelta) -> dict[str, datetime]:
+    """Per-channel watermarks from the latest event time seen on each channel."""
+    return {channel: at - lateness for channel, at in latest.items()}

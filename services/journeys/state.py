@@ -1,0 +1,95 @@
+"""What the journey engine keeps per customer, and what it emits. Bounded: counters keep
+at most the events a rule can still use, and only the latest event ids are remembered."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+SEEN_EVENT_IDS = 48  # duplicates arrive close together (redelivery after a restart)
+
+
+def event_key(event_id: str) -> int:
+    """48 bits of the event id's hash: enough to tell one customer's recent events apart."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=6)
+    return int.from_bytes(digest.digest(), "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Touchpoint:
+    """The parts of an event the engine reads."""
+
+    event_id: str
+    type: str
+    occurred_at: datetime
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def channel(self) -> str:
+        return self.type.partition(".")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    customer_id: str
+    journey: str
+    from_stage: str | None
+    to_stage: str
+    occurred_at: datetime
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A friction point: which rule, for whom, where, when (event time) and on what evidence."""
+
+    flag_id: str
+    rule_id: str
+    severity: str
+    customer_id: str
+    journey: str
+    stage: str | None
+    channel: str
+    occurred_at: datetime
+    evidence: tuple[str, ...]
+
+
+def flag_id(customer_id: str, rule_id: str, episode: str) -> str:
+    """The same episode of the same rule for the same customer always gets the same id."""
+    digest = hashlib.sha1(f"{customer_id}|{rule_id}|{episode}".encode(), usedforsecurity=False)
+    return digest.hexdigest()[:20]
+
+
+@dataclass(slots=True)
+class StageVisit:
+    stage: str
+    entered_at: datetime
+    event_id: str
+    channel: str
+    stalled: bool = False
+
+
+@dataclass(slots=True)
+class Pending:
+    """An absence rule waiting for its completion until ``deadline``."""
+
+    deadline: datetime
+    started_at: datetime
+    evidence: tuple[str, ...]
+    channel: str
+    stage: str | None
+
+
+@dataclass(slots=True)
+class CustomerState:
+    stages: dict[str, StageVisit] = field(default_factory=dict)
+    counts: dict[tuple[str, str], list[tuple[datetime, str]]] = field(default_factory=dict)
+    pending: dict[tuple[str, str], Pending] = field(default_factory=dict)
+    completed: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    firsts: dict[str, list[tuple[datetime, tuple[str, ...]]]] = field(default_factory=dict)
+    thens: dict[str, list[tuple[datetime, tuple[str, ...]]]] = field(default_factory=dict)
+    seen: deque[int] = field(default_factory=lambda: deque(maxlen=SEEN_EVENT_IDS))

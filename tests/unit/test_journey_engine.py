@@ -1,0 +1,453 @@
+"""Every default friction rule on the shipped maps, list in / list out, with its boundaries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.journeys.engine import Engine
+from services.journeys.loader import default_maps_dir, load_maps
+from services.journeys.state import CustomerState, Flag, Touchpoint
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+CHANNELS = ("web", "store", "billing", "support")
+_ids = iter(range(10**9))
+
+
+def ev(
+    type_: str, at: timedelta = timedelta(), event_id: str | None = None, **attributes: Any
+) -> Touchpoint:
+    return Touchpoint(event_id or f"e{next(_ids)}", type_, T0 + at, attributes)
+
+
+M = timedelta(minutes=1)
+H = timedelta(hours=1)
+D = timedelta(days=1)
+
+
+class Customer:
+    """One customer's state driven through the engine, collecting what it emits."""
+
+    engine = Engine(load_maps(default_maps_dir()))
+
+    def __init__(self, customer_id: str = "cus-1") -> None:
+        self.id = customer_id
+        self.state = CustomerState()
+        self.flags: list[Flag] = []
+        self.transitions: list[Any] = []
+
+    def send(self, *events: Touchpoint) -> list[Flag]:
+        new: list[Flag] = []
+        for event in events:
+            outcome = self.engine.apply(self.state, self.id, event)
+            self.transitions += outcome.transitions
+            new += outcome.flags
+        self.flags += new
+        return new
+
+    def at(self, when: timedelta, **behind: timedelta) -> list[Flag]:
+        """Event time has reached T0 + when on every channel (minus ``behind`` per channel)."""
+        marks = {c: T0 + when - behind.get(c, timedelta()) for c in CHANNELS}
+        new = self.engine.expire(self.state, self.id, marks)
+        self.flags += new
+        return new
+
+    def rules(self) -> list[str]:
+        return [f.rule_id for f in self.flags]
+
+
+def test_payment_failed_fires_at_once_with_evidence() -> None:
+    c = Customer()
+    failed = ev("billing.payment_failed", event_id="pf-1", invoice_id="i1", reason="declined")
+    (flag,) = c.send(failed)
+    assert (flag.rule_id, flag.severity, flag.journey, flag.channel) == (
+        "payment_failed",
+        "high",
+        "billing",
+        "billing",
+    )
+    assert flag.evidence == ("pf-1",)
+    assert flag.occurred_at == T0
+    assert flag.customer_id == "cus-1"
+
+
+@pytest.mark.parametrize(("minutes", "fires"), [(29, False), (31, True)])
+def test_checkout_abandoned_after_30_minutes(minutes: int, fires: bool) -> None:
+    c = Customer()
+    c.send(ev("web.checkout_started", event_id="co-1", session_id="s"))
+    c.at(minutes * M)
+    assert c.rules() == (["checkout_abandoned"] if fires else [])
+    if fires:
+        (flag,) = c.flags
+        assert (flag.stage, flag.channel, flag.evidence) == ("checkout", "web", ("co-1",))
+        assert flag.occurred_at == T0 + 30 * M
+
+
+@pytest.mark.parametrize(
+    ("completion", "minutes"),
+    [("web.checkout_completed", 20), ("store.pos_sale", 25), ("web.checkout_completed", 30)],
+)
+def test_checkout_completed_in_time_on_any_channel_is_no_abandonment(
+    completion: str, minutes: int
+) -> None:
+    c = Customer()
+    c.send(ev("web.checkout_started", session_id="s"), ev(completion, minutes * M, order_id="o"))
+    c.at(2 * H)
+    assert c.rules() == []
+
+
+def test_completion_after_the_deadline_does_not_cancel() -> None:
+    c = Customer()
+    c.send(ev("web.checkout_started", session_id="s"), ev("web.checkout_completed", 35 * M))
+    c.at(2 * H)
+    assert c.rules() == ["checkout_abandoned"]
+
+
+def test_abandonment_waits_for_a_lagging_store_feed() -> None:
+    c = Customer()
+    c.send(ev("web.checkout_started", session_id="s"))
+    assert c.at(40 * M, store=20 * M) == []  # the store could still report a sale at 10:25
+    assert c.at(55 * M) != []
+
+
+def test_store_sale_arriving_before_its_late_checkout_start_cancels_abandonment() -> None:
+    c = Customer()
+    c.send(ev("store.pos_sale", 10 * M, order_id="o"), ev("web.checkout_started", session_id="s"))
+    c.at(2 * H)
+    assert c.rules() == []
+
+
+@pytest.mark.parametrize(("span", "fires"), [(6 * D, True), (7 * D, True), (7 * D + M, False)])
+def test_repeat_contact_is_the_third_ticket_within_7_days(span: timedelta, fires: bool) -> None:
+    c = Customer()
+    c.send(
+        *(
+            ev("support.ticket_opened", at, ticket_id=f"t{i}", topic="x", via="phone")
+            for i, at in enumerate((timedelta(), 2 * D, span))
+        )
+    )
+    assert c.rules().count("repeat_contact") == (1 if fires else 0)
+
+
+def test_two_contacts_are_not_repeat_contact_and_out_of_order_third_fires_once() -> None:
+    c = Customer()
+    c.send(
+        ev("support.ticket_opened", 3 * D, ticket_id="a", topic="x", via="chat"),
+        ev("support.ticket_opened", 1 * D, ticket_id="b", topic="x", via="chat"),
+    )
+    assert "repeat_contact" not in c.rules()
+    c.send(ev("support.ticket_opened", 2 * D, ticket_id="c", topic="x", via="chat"))
+    assert c.rules().count("repeat_contact") == 1
+
+
+def test_ticket_reopened_fires() -> None:
+    c = Customer()
+    assert [f.rule_id for f in c.send(ev("support.ticket_reopened", ticket_id="t"))] == [
+        "ticket_reopened"
+    ]
+
+
+def test_sla_breach_after_48_hours_per_ticket() -> None:
+    c = Customer()
+    c.send(
+        ev("support.ticket_opened", ticket_id="t1", topic="x", via="email"),
+        ev("support.ticket_opened", H, ticket_id="t2", topic="x", via="email"),
+        ev("support.ticket_resolved", 47 * H, ticket_id="t1"),
+    )
+    assert c.at(48 * H) == []
+    (flag,) = c.at(49 * H + 1 * M)
+    assert flag.rule_id == "support_sla_breach"
+    assert flag.occurred_at == T0 + 49 * H  # t2's deadline
+
+
+@pytest.mark.parametrize(
+    ("type_", "attribute", "value", "rule", "fires"),
+    [
+        ("support.csat_submitted", "score", 2, "low_csat", True),
+        ("support.csat_submitted", "score", 3, "low_csat", False),
+        ("support.nps_submitted", "score", 6, "detractor_nps", True),
+        ("support.nps_submitted", "score", 7, "detractor_nps", False),
+        ("support.call_abandoned", "wait_seconds", 120, "call_abandoned", True),
+        ("support.call_abandoned", "wait_seconds", 119.5, "call_abandoned", False),
+        ("store.queue_wait", "wait_seconds", 600, "long_queue", True),
+        ("store.queue_wait", "wait_seconds", 599, "long_queue", False),
+    ],
+)
+def test_threshold_rules(type_: str, attribute: str, value: float, rule: str, fires: bool) -> None:
+    c = Customer()
+    c.send(ev(type_, store_id="s1", **{attribute: value}))
+    assert c.rules() == ([rule] if fires else [])
+
+
+@pytest.mark.parametrize(
+    ("sessions", "span", "fires"),
+    [
+        (("a", "a", "a"), 9 * M, True),
+        (("a", "a", "b"), 5 * M, False),
+        (("a", "a", "a"), 11 * M, False),
+    ],
+)
+def test_form_error_loop_is_three_in_one_session_within_10_minutes(
+    sessions: tuple[str, ...], span: timedelta, fires: bool
+) -> None:
+    c = Customer()
+    times = (timedelta(), span / 2, span)
+    c.send(
+        *(
+            ev("web.form_error", t, form="f", error="e", session_id=s)
+            for s, t in zip(sessions, times, strict=True)
+        )
+    )
+    assert c.rules() == (["form_error_loop"] if fires else [])
+
+
+def test_invoice_overdue_only_when_unpaid_after_the_due_day() -> None:
+    paid, unpaid = Customer(), Customer()
+    issued = {"amount": 10, "currency": "EUR", "due_date": "2026-11-10"}
+    paid.send(
+        ev("billing.invoice_issued", invoice_id="i1", **issued),
+        ev("billing.payment_succeeded", 8 * D + 14 * H, invoice_id="i1"),
+    )
+    unpaid.send(
+        ev("billing.invoice_issued", invoice_id="i1", **issued),
+        ev("billing.payment_succeeded", 8 * D, invoice_id="other"),
+    )
+    due_end = datetime(2026, 11, 11, tzinfo=UTC) - T0
+    assert paid.at(due_end + H) == []
+    assert unpaid.at(due_end - M) == []
+    (flag,) = unpaid.at(due_end + M)
+    assert (flag.rule_id, flag.journey, flag.occurred_at) == (
+        "invoice_overdue",
+        "billing",
+        datetime(2026, 11, 11, tzinfo=UTC),
+    )
+
+
+def test_no_overdue_while_the_billing_feed_is_behind() -> None:
+    c = Customer()
+    c.send(
+        ev(
+            "billing.invoice_issued",
+            invoice_id="i1",
+            amount=5,
+            currency="EUR",
+            due_date="2026-11-02T12:00:00Z",
+        )
+    )
+    assert c.at(9 * H, billing=6 * H + M) == []  # 18:00 elsewhere, billing only at 11:59
+    assert c.at(9 * H, billing=7 * H) == []
+    c.send(ev("billing.payment_succeeded", 2 * H, invoice_id="i1"))  # billing catches up
+    assert c.at(12 * H) == []
+
+
+@pytest.mark.parametrize(("gap", "fires"), [(29 * D, True), (31 * D, False)])
+def test_return_within_30_days_of_a_purchase(gap: timedelta, fires: bool) -> None:
+    c = Customer()
+    c.send(
+        ev("store.pos_sale", store_id="s", order_id="o", amount=5, currency="EUR"),
+        ev("store.return", gap, store_id="s", order_id="o", amount=5, currency="EUR", reason="r"),
+    )
+    assert c.rules().count("return_after_purchase") == (1 if fires else 0)
+
+
+def test_stage_stall_once_when_consider_lasts_over_7_days() -> None:
+    c = Customer()
+    c.send(ev("web.product_view", sku="x", session_id="s"))
+    assert c.at(7 * D - M) == []
+    assert [f.rule_id for f in c.at(7 * D + M)] == ["stage_stall"]
+    assert c.at(9 * D) == []
+    moved = Customer()
+    moved.send(
+        ev("web.product_view", sku="x", session_id="s"),
+        ev("web.checkout_started", D, session_id="s"),
+        ev("web.checkout_completed", D + M, order_id="o", amount=1, currency="EUR"),
+    )
+    assert "stage_stall" not in [f.rule_id for f in moved.at(10 * D)]
+
+
+@pytest.mark.parametrize(("gap", "fires"), [(23 * H, True), (25 * H, False)])
+def test_digital_to_support_after_a_failed_payment(gap: timedelta, fires: bool) -> None:
+    c = Customer()
+    c.send(
+        ev("billing.payment_failed", invoice_id="i", amount=5, currency="EUR", reason="x"),
+        ev("support.ticket_opened", gap, ticket_id="t", topic="billing", via="phone"),
+    )
+    assert ("digital_to_support" in c.rules()) is fires
+    if fires:
+        flag = next(f for f in c.flags if f.rule_id == "digital_to_support")
+        payment = next(f for f in c.flags if f.rule_id == "payment_failed")
+        assert payment.flag_id in flag.evidence
+
+
+def test_digital_to_support_when_the_abandonment_is_found_after_the_ticket() -> None:
+    c = Customer()
+    c.send(
+        ev("web.checkout_started", session_id="s"),
+        ev("support.ticket_opened", 2 * H, ticket_id="t", topic="checkout", via="chat"),
+    )
+    c.at(3 * H)
+    assert sorted(c.rules()) == ["checkout_abandoned", "digital_to_support"]
+
+
+def test_a_duplicate_event_changes_nothing() -> None:
+    c = Customer()
+    ticket = ev("support.ticket_opened", ticket_id="t", topic="x", via="chat")
+    c.send(ticket, ticket, ticket)
+    assert "repeat_contact" not in c.rules()
+    failed = ev("billing.payment_failed", invoice_id="i", amount=5, currency="EUR", reason="x")
+    c.send(failed, failed)
+    assert c.rules().count("payment_failed") == 1
+
+
+def test_flags_are_deterministic_and_fire_once_per_episode() -> None:
+    def run() -> list[str]:
+        c = Customer()
+        c.send(ev("web.checkout_started", event_id="co", session_id="s"))
+        c.at(H)
+        c.at(2 * H)
+        return [f.flag_id for f in c.flags]
+
+    first, second = run(), run()
+    assert first == second
+    assert len(first) == 1
+
+
+def test_stage_transitions_follow_event_time() -> None:
+    c = Customer()
+    c.send(
+        ev("web.page_view", url="u", session_id="s"),
+        ev("web.product_view", 5 * M, sku="x", session_id="s"),
+        ev("web.search", 2 * M, query="q", results_count=1),
+    )  # late: stays in consider
+    assert [(t.journey, t.from_stage, t.to_stage) for t in c.transitions] == [
+        ("purchase", None, "discover"),
+        ("purchase", "discover", "consider"),
+    ]
+    assert c.state.stages["purchase"].stage == "consider"
+
+
+def test_state_stays_bounded() -> None:
+    c = Customer()
+    for i in range(500):
+        c.send(
+            ev("web.form_error", i * 20 * M, form="f", error="e", session_id="s"),
+            ev("web.page_view", i * 20 * M, url="u", session_id="s"),
+        )
+    assert len(c.state.seen) <= 64
+    assert all(len(v) <= 6 for v in c.state.counts.values())
+    assert "form_error_loop" not in c.rules()
+
+
+def test_next_deadline_is_the_earliest_pending() -> None:
+    c = Customer()
+    c.send(
+        ev("support.ticket_opened", ticket_id="t", topic="x", via="chat"),
+        ev("web.checkout_started", H, session_id="s"),
+    )
+    assert c.engine.next_deadline(c.state) == T0 + H + 30 * M
+
+
+def _scenario() -> list[Touchpoint]:
+    """Half a day of one customer across all channels, one event a minute or so."""
+    pay = {"amount": 20, "currency": "EUR"}
+    return [
+        ev("web.page_view", 0 * M, "s1", url="u", session_id="a"),
+        ev("web.product_view", 2 * M, "s2", sku="x", session_id="a"),
+        ev("web.form_error", 3 * M, "s3", form="f", error="e", session_id="a"),
+        ev("web.form_error", 4 * M, "s4", form="f", error="e", session_id="a"),
+        ev("web.form_error", 5 * M, "s5", form="f", error="e", session_id="a"),
+        ev("web.checkout_started", 6 * M, "s6", cart_value=20, currency="EUR", session_id="a"),
+        ev("store.queue_wait", 8 * M, "s7", store_id="s", wait_seconds=700),
+        ev("billing.invoice_issued", 9 * M, "s8", invoice_id="i", due_date="2026-11-02", **pay),
+        ev("billing.payment_failed", 10 * M, "s9", invoice_id="i", reason="x", **pay),
+        ev("support.ticket_opened", 12 * M, "s10", ticket_id="t1", topic="x", via="phone"),
+        ev("support.ticket_opened", 13 * M, "s11", ticket_id="t2", topic="x", via="chat"),
+        ev("support.call_abandoned", 14 * M, "s12", wait_seconds=300),
+        ev("support.ticket_opened", 15 * M, "s13", ticket_id="t3", topic="x", via="email"),
+        ev("support.ticket_resolved", 16 * M, "s14", ticket_id="t1"),
+        ev("support.csat_submitted", 17 * M, "s15", score=1),
+    ]
+
+
+def _flags_after(events: list[Touchpoint]) -> set[tuple[str, str]]:
+    c = Customer()
+    for event in events:
+        c.send(event)
+        c.at(event.occurred_at - T0 - 5 * M)  # watermark trails the stream by the lateness
+    c.at(3 * D)
+    return {(f.rule_id, f.flag_id) for f in c.flags}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_out_of_order_within_lateness_gives_the_in_order_flags(seed: int) -> None:
+    import random
+
+    events = _scenario()
+    expected = _flags_after(events)
+    assert {rule for rule, _ in expected} == {
+        "form_error_loop",
+        "checkout_abandoned",
+        "long_queue",
+        "payment_failed",
+        "invoice_overdue",
+        "repeat_contact",
+        "call_abandoned",
+        "support_sla_breach",
+        "low_csat",
+        "digital_to_support",
+    }
+    rng = random.Random(seed)
+    jittered = sorted(events, key=lambda e: e.occurred_at + rng.uniform(0, 4.9) * M)
+    assert _flags_after(jittered) == expected
+
+
+def test_state_round_trips_through_bytes_and_stays_small() -> None:
+    from services.journeys.codec import dump_state, load_state
+
+    c = Customer()
+    for event in _scenario():
+        c.send(event)
+    data = dump_state(c.state)
+    assert len(data) < 2048, len(data)
+    restored = Customer()
+    restored.state = load_state(data)
+    assert dump_state(restored.state) == data
+    later = [ev("support.ticket_resolved", 20 * M, "s20", ticket_id="t2"), _scenario()[9]]
+    assert [f.flag_id for f in c.send(*later)] == [f.flag_id for f in restored.send(*later)]
+    assert [f.flag_id for f in c.at(3 * D)] == [f.flag_id for f in restored.at(3 * D)]
+    assert restored.state.seen == c.state.seen
+
+
+def test_two_sequence_rules_can_follow_the_same_flag() -> None:
+    from services.journeys.maps import JourneyMap
+
+    shipped = load_maps(default_maps_dir())
+    extra = JourneyMap.model_validate(
+        {
+            "journey": "escalation",
+            "stages": [{"id": "escalated", "entered_by": ["support.ticket_opened"]}],
+            "rules": [
+                {
+                    "id": "payment_then_call",
+                    "kind": "sequence",
+                    "severity": "low",
+                    "after": ["flag:payment_failed"],
+                    "then": ["support.ticket_opened"],
+                    "within": "1h",
+                },
+            ],
+        }
+    )
+    engine = Engine({**shipped, "escalation": extra})
+    state = CustomerState()
+    engine.apply(
+        state,
+        "c",
+        ev("billing.payment_failed", invoice_id="i", amount=1, currency="EUR", reason="x"),
+    )
+    flags = engine.apply(
+        state, "c", ev("support.ticket_opened", 30 * M, ticket_id="t", topic="x", via="chat")
+    ).flags
+    assert {f.rule_id for f in flags} == {"digital_to_support", "payment_then_call"}
