@@ -1,0 +1,201 @@
+"""The journey stage without Faust: a byte store, watermarks from the stream, a deadline index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from services.journeys.engine import Engine
+from services.journeys.loader import default_maps_dir, load_maps
+from services.journeys.stage import JourneyStage, Output
+from services.journeys.state import Touchpoint
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+M = timedelta(minutes=1)
+ENGINE = Engine(load_maps(default_maps_dir()))
+
+
+class CountingStore(dict[str, bytes]):
+    """A dict that counts state loads, to show ticks do not scan every customer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    def __getitem__(self, key: str) -> bytes:
+        self.loads += 1
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.loads += 1
+        return super().get(key, default)
+
+
+_n: Iterator[int] = iter(range(10**9))
+
+
+def ev(type_: str, at: timedelta, **attributes: Any) -> Touchpoint:
+    return Touchpoint(f"e{next(_n)}", type_, T0 + at, attributes)
+
+
+def heartbeat(at: timedelta, *channels: str) -> list[tuple[str, Touchpoint]]:
+    """Traffic of another customer that moves event time on the given channels."""
+    kinds = {
+        "web": ("web.page_view", {"url": "u", "session_id": "h"}),
+        "store": ("store.visit", {"store_id": "s"}),
+        "billing": (
+            "billing.payment_succeeded",
+            {"invoice_id": "h", "amount": 1, "currency": "EUR"},
+        ),
+        "support": ("support.ticket_resolved", {"ticket_id": "h"}),
+    }
+    return [("heartbeat", ev(kinds[c][0], at, **kinds[c][1])) for c in channels]
+
+
+ALL = ("web", "store", "billing", "support")
+
+
+def flags(outputs: list[Output]) -> list[dict[str, Any]]:
+    return [orjson.loads(o.value) for o in outputs if o.route == "flags"]
+
+
+def test_abandonments_are_found_through_the_index_not_by_scanning() -> None:
+    store = CountingStore()
+    stage = JourneyStage(ENGINE, store)
+    browsing = [
+        (f"b{i}", ev("web.page_view", i * M / 100, url="u", session_id="s")) for i in range(500)
+    ]
+    checkouts = [
+        (f"c{i}", ev("web.checkout_started", M, session_id="s", cart_value=1, currency="EUR"))
+        for i in range(3)
+    ]
+    stage.apply(browsing + checkouts)
+    assert stage.indexed == 3  # browsing (discover) has no deadline; only the checkouts do
+    stage.apply(heartbeat(20 * M, *ALL))
+    assert flags(stage.tick()) == []
+    store.loads = 0
+    stage.apply(heartbeat(40 * M, *ALL))
+    raised = flags(stage.tick())
+    assert sorted(f["customer_id"] for f in raised) == ["c0", "c1", "c2"]
+    assert {f["rule_id"] for f in raised} == {"checkout_abandoned"}
+    assert store.loads < 50  # a handful of due customers and the heartbeat, not all 503
+    assert flags(stage.tick()) == []  # once per episode
+
+
+def test_no_overdue_while_billing_lags_then_flagged_when_it_catches_up() -> None:
+    stage = JourneyStage(ENGINE, {})
+    issued = {
+        "invoice_id": "i1",
+        "amount": 9,
+        "currency": "EUR",
+        "due_date": "2026-11-02T12:00:00Z",
+    }
+    stage.apply([("cus-1", ev("billing.invoice_issued", timedelta(), **issued))])
+    stage.apply(heartbeat(9 * 60 * M, "web", "store", "support") + heartbeat(2 * 60 * M, "billing"))
+    assert flags(stage.tick()) == []  # 18:00 on every feed but billing, which is at 11:00
+    stage.apply(heartbeat(4 * 60 * M, "billing"))
+    (flag,) = flags(stage.tick())
+    assert (flag["rule_id"], flag["customer_id"], flag["journey"]) == (
+        "invoice_overdue",
+        "cus-1",
+        "billing",
+    )
+    assert flag["occurred_at"] == "2026-11-02T12:00:00+00:00"
+
+
+def test_paid_invoice_while_billing_lagged_raises_nothing() -> None:
+    stage = JourneyStage(ENGINE, {})
+    issued = {
+        "invoice_id": "i1",
+        "amount": 9,
+        "currency": "EUR",
+        "due_date": "2026-11-02T12:00:00Z",
+    }
+    stage.apply([("cus-1", ev("billing.invoice_issued", timedelta(), **issued))])
+    stage.apply(heartbeat(9 * 60 * M, "web", "store", "support") + heartbeat(M, "billing"))
+    assert flags(stage.tick()) == []
+    stage.apply(
+        [
+            (
+                "cus-1",
+                ev(
+                    "billing.payment_succeeded",
+                    2 * 60 * M,
+                    invoice_id="i1",
+                    amount=9,
+                    currency="EUR",
+                ),
+            )
+        ]
+    )
+    stage.apply(heartbeat(10 * 60 * M, *ALL))
+    assert flags(stage.tick()) == []
+
+
+def test_a_restarted_stage_rebuilds_its_index_from_the_store() -> None:
+    store: dict[str, bytes] = {}
+    first = JourneyStage(ENGINE, store)
+    first.apply(
+        [("cus-9", ev("support.ticket_opened", timedelta(), ticket_id="t", topic="x", via="chat"))]
+    )
+    second = JourneyStage(ENGINE, store)
+    second.rebuild_index(store)
+    second.apply(heartbeat(49 * 60 * M, *ALL))
+    (flag,) = flags(second.tick())
+    assert (flag["rule_id"], flag["customer_id"]) == ("support_sla_breach", "cus-9")
+
+
+def test_outputs_are_keyed_by_customer_with_transitions_and_flags() -> None:
+    stage = JourneyStage(ENGINE, {})
+    outputs = stage.apply(
+        [
+            (
+                "cus-2",
+                ev(
+                    "billing.payment_failed",
+                    timedelta(),
+                    invoice_id="i",
+                    amount=3,
+                    currency="EUR",
+                    reason="x",
+                ),
+            )
+        ]
+    )
+    assert {(o.route, o.key) for o in outputs} == {(r, b"cus-2") for r in ("flags",)}
+    (flag,) = flags(outputs)
+    assert set(flag) == {
+        "flag_id",
+        "rule_id",
+        "severity",
+        "customer_id",
+        "journey",
+        "stage",
+        "channel",
+        "occurred_at",
+        "evidence",
+    }
+    moved = stage.apply(
+        [
+            (
+                "cus-2",
+                ev(
+                    "billing.invoice_issued",
+                    M,
+                    invoice_id="j",
+                    amount=3,
+                    currency="EUR",
+                    due_date="2026-12-01",
+                ),
+            )
+        ]
+    )
+    (transition,) = [orjson.loads(o.value) for o in moved if o.route == "transitions"]
+    assert (transition["journey"], transition["from_stage"], transition["to_stage"]) == (
+        "billing",
+        None,
+        "invoiced",
+    )
