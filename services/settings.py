@@ -113,6 +113,17 @@ class Settings(BaseSettings):
         "joins faster (Tansu completes a first join after about half of it). Apache Kafka "
         "accepts 6 to 300 by default.",
     )
+    allowed_lateness: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds an event may arrive after later events of its channel and still "
+        "count as in order; deadlines (abandonment, SLA, overdue, stalls) wait this long.",
+    )
+    deadline_check_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between the worker's checks for deadlines that event time passed.",
+    )
     embedded_broker_host: str = Field(
         default="127.0.0.1",
         description="Interface the embedded broker listens on.",

@@ -21,7 +21,7 @@ err = Console(stderr=True)
 
 def main() -> None:
     """Entry point: run a command; a TouchstreamError becomes a one-paragraph message, exit 2."""
-    from services.cli import admin, config, events, maps, stack  # noqa: F401 - registers commands
+    from services.cli import admin, config, events, friction, maps, stack  # noqa: F401
 
     try:
         app()

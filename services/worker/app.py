@@ -10,9 +10,9 @@ import logging
 import os
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import faust
 import orjson
@@ -21,7 +21,11 @@ from faust.types import StreamT
 from mode.types.signals import BaseSignalT
 
 from schemas.records import SourceRecord
+from services.journeys.engine import Engine
+from services.journeys.loader import configured_maps_dir, load_maps
+from services.journeys.stage import JourneyStage
 from services.settings import Settings, bootstrap_servers
+from services.worker.journey import TableStore, touchpoint_of
 from services.worker.triage import triage
 
 log = logging.getLogger("touchstream.worker")
@@ -44,7 +48,8 @@ def _origin(message: Any) -> SourceRecord:
 
 
 def create_app(settings: Settings, broker_url: str) -> faust.App:
-    """The worker's Faust app with its topics and the ``validate`` agent."""
+    """The worker's Faust app: topics, the ``validate`` and ``journey`` agents, the journey
+    state table and the deadline timer."""
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in bootstrap_servers(broker_url)],
@@ -92,24 +97,77 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
                     counts[routed.route] += 1
                 yield None
         except Exception:
-            log.critical(
-                "validate agent failed; exiting uncommitted so the batch is re-read", exc_info=True
-            )
-            logging.shutdown()
-            os._exit(EXIT_AGENT_FAILED)
+            _exit_uncommitted("validate")
 
     app.agent(raw_topic, name="validate")(validate)
+    stage = _journey_stage(app, settings)
+    journey_outputs = {
+        "transitions": bytes_topic(topics.transitions),
+        "flags": bytes_topic(topics.flags),
+    }
+
+    async def journey(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        """Move customers through the journey maps; send transitions and flags."""
+        try:
+            async for events in cast(Stream[bytes], stream).take_events(
+                settings.worker_batch_size, within=settings.worker_batch_timeout
+            ):
+                for out in stage.apply(touchpoint_of(event.value) for event in events):
+                    await journey_outputs[out.route].send(key=out.key, value=out.value)
+                    counts[out.route] += 1
+                yield None
+        except Exception:
+            _exit_uncommitted("journey")
+
+    app.agent(outputs["resolved"], name="journey")(journey)
+
+    async def expire_deadlines() -> None:
+        try:
+            for out in stage.tick():
+                await journey_outputs[out.route].send(key=out.key, value=out.value)
+                counts[out.route] += 1
+        except Exception:
+            _exit_uncommitted("journey deadlines")
+
+    app.timer(interval=settings.deadline_check_interval)(expire_deadlines)
 
     async def report_progress() -> None:
         if counts:
-            log.info("validated so far: %s", orjson.dumps(dict(counts)).decode())
+            log.info("processed so far: %s", orjson.dumps(dict(counts)).decode())
 
     app.timer(interval=10.0)(report_progress)
 
     async def mark_ready(sender: Any, /, *_: Any, signal: BaseSignalT[Any], **__: Any) -> None:
+        stage.rebuild_index(stage.store)
         marker = ready_marker(settings)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(datetime.now(UTC).isoformat())
 
     app.on_rebalance_complete.connect(mark_ready)
     return app
+
+
+def _journey_stage(app: faust.App, settings: Settings) -> JourneyStage:
+    """The journey stage over a changelog-backed table of customer state bytes."""
+    engine = Engine(
+        load_maps(configured_maps_dir(settings)),
+        lateness=timedelta(seconds=settings.allowed_lateness),
+    )
+    table = app.Table(
+        "journey-state",
+        partitions=settings.partitions,
+        key_type=bytes,  # bytes keys and values: the raw serializer
+        value_type=bytes,
+        use_partitioner=True,
+    )
+    return JourneyStage(engine, TableStore(table))
+
+
+def _exit_uncommitted(agent: str) -> NoReturn:
+    """An agent failed: exit now, so Faust cannot ack (and commit) the batch on the way down;
+    the restarted worker re-reads it, and idempotent state makes that harmless."""
+    log.critical(
+        "%s agent failed; exiting uncommitted so the batch is re-read", agent, exc_info=True
+    )
+    logging.shutdown()
+    os._exit(EXIT_AGENT_FAILED)

@@ -1,0 +1,81 @@
+"""``friction list``: the flags raised so far (read from the flags topic until the CRM store
+holds them)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.cli import app
+from services.cli.options import BrokerOption, load_settings
+from services.kafka import read_to_end
+from services.runstate import resolve_broker_url
+
+out = Console(highlight=False)
+friction_app = typer.Typer(
+    help="Friction flags raised by the journey engine.", no_args_is_help=True
+)
+app.add_typer(friction_app, name="friction")
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@friction_app.command("list")
+def friction_list(
+    broker: BrokerOption = None,
+    customer: Annotated[str | None, typer.Option("--customer", help="Only this customer.")] = None,
+    rule: Annotated[str | None, typer.Option("--rule", help="Only this rule id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest last.")] = 50,
+    output: Annotated[Format, typer.Option("--format", help="table or json (one per line).")] = (
+        Format.table
+    ),
+) -> None:
+    """List friction flags: rule, severity, customer, journey and stage, event time, evidence."""
+    settings = load_settings(broker_url=broker)
+    unique: dict[str, dict[str, Any]] = {}
+    for record in read_to_end(resolve_broker_url(settings), settings.topics.flags):
+        flag = orjson.loads(record.value)
+        unique.setdefault(flag["flag_id"], flag)  # a redelivered event re-sends the same flag
+    flags = sorted(
+        (
+            f
+            for f in unique.values()
+            if (customer is None or f["customer_id"] == customer)
+            and (rule is None or f["rule_id"] == rule)
+        ),
+        key=lambda f: f["occurred_at"],
+    )[-limit:]
+    if output is Format.json:
+        for flag in flags:
+            print(orjson.dumps(flag).decode())
+        return
+    table = Table(title=f"{len(flags)} friction flags", title_justify="left")
+    for column in (
+        "event time",
+        "rule",
+        "severity",
+        "customer",
+        "journey / stage",
+        "channel",
+        "evidence",
+    ):
+        table.add_column(column, overflow="fold")
+    for f in flags:
+        table.add_row(
+            f["occurred_at"][:19].replace("T", " "),
+            f["rule_id"],
+            f["severity"],
+            f["customer_id"],
+            f"{f['journey']} / {f['stage'] or '-'}",
+            f["channel"],
+            ", ".join(f["evidence"]),
+        )
+    out.print(table)
