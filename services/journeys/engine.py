@@ -101,6 +101,17 @@ class Engine:
                         followers = self._flag_followers.setdefault(item.removeprefix("flag:"), [])
                         followers.append((journey, rule))
 
+        self._by_type: dict[str, list[tuple[JourneyMap, Any]]] = {}
+        for journey, rule in self._rules:
+            for event_type in _types_of(rule):
+                self._by_type.setdefault(event_type, []).append((journey, rule))
+        self._stage_maps: dict[str, list[JourneyMap]] = {}
+        for journey in self.maps.values():
+            for stage in journey.stages:
+                for event_type in stage.entered_by:
+                    if journey not in self._stage_maps.setdefault(event_type, []):
+                        self._stage_maps[event_type].append(journey)
+
     # -- events ---------------------------------------------------------------------------
 
     def apply(self, state: CustomerState, customer_id: str, event: Touchpoint) -> Outcome:
@@ -110,9 +121,9 @@ class Engine:
         if key in state.seen:
             return outcome
         state.seen.append(key)
-        for journey in self.maps.values():
+        for journey in self._stage_maps.get(event.type, ()):
             self._move(state, customer_id, journey, event, outcome)
-        for journey, rule in self._rules:
+        for journey, rule in self._by_type.get(event.type, ()):  # only rules this type concerns
             stage = self._stage(state, journey)
             if isinstance(rule, EventRule):
                 if event.type in rule.on and _holds(rule.when, event.attributes):
@@ -454,6 +465,19 @@ class Engine:
             if stage.budget is not None and any(isinstance(r, StallRule) for r in journey.rules):
                 deadlines.append(visit.entered_at + stage.budget)
         return min(deadlines, default=None)
+
+
+def _types_of(rule: Any) -> set[str]:
+    """The event types an event-driven rule reacts to (stalls react to none)."""
+    if isinstance(rule, EventRule):
+        return set(rule.on)
+    if isinstance(rule, CountRule):
+        return {rule.on}
+    if isinstance(rule, AbsenceRule):
+        return {*rule.start, *rule.complete}
+    if isinstance(rule, SequenceRule):
+        return {t for t in rule.after if not t.startswith("flag:")} | set(rule.then)
+    return set()
 
 
 def _passed(

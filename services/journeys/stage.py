@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, MutableMapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -26,11 +26,11 @@ class Output:
 
 
 def flag_record(flag: Flag) -> bytes:
-    return orjson.dumps(asdict(flag))
+    return orjson.dumps(flag)  # orjson encodes dataclasses itself, without asdict's deep copy
 
 
 def transition_record(transition: Transition) -> bytes:
-    return orjson.dumps(asdict(transition))
+    return orjson.dumps(transition)
 
 
 class JourneyStage:
