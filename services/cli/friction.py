@@ -28,6 +28,40 @@ class Format(StrEnum):
     json = "json"
 
 
+def read_flags(broker_url: str, topic: str) -> list[dict[str, Any]]:
+    """The flags on ``topic``, once each (a redelivered event re-sends the same flag id)."""
+    unique: dict[str, dict[str, Any]] = {}
+    for record in read_to_end(broker_url, topic):
+        flag = orjson.loads(record.value)
+        unique.setdefault(flag["flag_id"], flag)
+    return sorted(unique.values(), key=lambda f: (f["occurred_at"], f["rule_id"]))
+
+
+def flags_table(flags: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in (
+        "event time",
+        "rule",
+        "severity",
+        "customer",
+        "journey / stage",
+        "channel",
+        "evidence",
+    ):
+        table.add_column(column, overflow="fold")
+    for f in flags:
+        table.add_row(
+            f["occurred_at"][:19].replace("T", " "),
+            f["rule_id"],
+            f["severity"],
+            f["customer_id"],
+            f"{f['journey']} / {f['stage'] or '-'}",
+            f["channel"],
+            ", ".join(f["evidence"]),
+        )
+    return table
+
+
 @friction_app.command("list")
 def friction_list(
     broker: BrokerOption = None,
@@ -57,25 +91,4 @@ def friction_list(
         for flag in flags:
             print(orjson.dumps(flag).decode())
         return
-    table = Table(title=f"{len(flags)} friction flags", title_justify="left")
-    for column in (
-        "event time",
-        "rule",
-        "severity",
-        "customer",
-        "journey / stage",
-        "channel",
-        "evidence",
-    ):
-        table.add_column(column, overflow="fold")
-    for f in flags:
-        table.add_row(
-            f["occurred_at"][:19].replace("T", " "),
-            f["rule_id"],
-            f["severity"],
-            f["customer_id"],
-            f"{f['journey']} / {f['stage'] or '-'}",
-            f["channel"],
-            ", ".join(f["evidence"]),
-        )
-    out.print(table)
+    out.print(flags_table(flags, f"{len(flags)} friction flags"))

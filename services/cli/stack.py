@@ -7,10 +7,11 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from importlib import resources
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +20,7 @@ from rich.table import Table
 from services.audit import Audit, await_outcomes
 from services.cli import app
 from services.cli.admin import migrated
+from services.cli.friction import flags_table, read_flags
 from services.cli.options import BrokerOption, load_settings
 from services.embedded.stack import EmbeddedStack, StackInfo
 from services.emit import emit_lines, jsonl_lines
@@ -171,6 +173,18 @@ def _print_audit(audit: Audit, labels: dict[tuple[int, int], str]) -> None:
     out.print(dead)
 
 
+def _settled_flags(broker_url: str, settings: Settings) -> list[dict[str, Any]]:
+    """The flags once none has arrived for 2 s (deadline flags follow a timer), at most 20 s."""
+    deadline, quiet_since = time.monotonic() + 20, time.monotonic()
+    flags: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 2:
+        time.sleep(0.5)
+        latest = read_flags(broker_url, settings.topics.flags)
+        if len(latest) != len(flags):
+            flags, quiet_since = latest, time.monotonic()
+    return flags
+
+
 def _self_command() -> str:
     """How the user can call this program again: ``touchstream`` if it is on PATH."""
     argv0 = sys.argv[0]
@@ -211,6 +225,8 @@ def demo(
             f"[bold green]All {len(lines)} payloads accounted for:[/] {len(audit.accepted)} "
             f"processed + {len(audit.dead)} dead-lettered = {len(lines)} sent."
         )
+        flags = _settled_flags(info.broker_url, settings)
+        out.print(flags_table(flags, f"Friction flagged by the journey maps: {len(flags)}"))
         if exit_after:
             stop.set()
         elif info.api_url:

@@ -143,7 +143,8 @@ class Engine:
                 if event.type == rule.on:
                     self._count(state, customer_id, journey, rule, stage, event, outcome)
             elif isinstance(rule, AbsenceRule):
-                self._absence(state, rule, stage, event)
+                entered = journey.stage_of(event.type)  # an abandoned checkout is at 'checkout'
+                self._absence(state, rule, entered.id if entered else stage, event)
             elif isinstance(rule, SequenceRule):
                 self._sequence(state, customer_id, journey, rule, event, outcome)
         self._follow_flags(state, customer_id, outcome.flags, outcome)
