@@ -15,12 +15,10 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import write_result  # noqa: E402
 from services.embedded.broker import EmbeddedBroker  # noqa: E402
 from services.embedded.process import ManagedProcess, free_port  # noqa: E402
 from services.kafka import ensure_topics, read_to_end  # noqa: E402
@@ -167,22 +166,11 @@ def main() -> None:
         broker.stop()
 
     result = {
-        "benchmark": "ingest",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
         "http": {**http, "api_rss_mib": round(api_rss / 2**20, 1), "raw_records_checked": produced},
         "sdk_kafka": sdk,
         "target_http_events_per_s": 20_000,
     }
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result("ingest", result)
     print(
         f"HTTP /v1/events, batches of {args.batch}, {args.concurrency} in flight: "
         f"{http['events_per_s']:,} events/s accepted ({http['events']:,} events in "

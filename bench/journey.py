@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import time
@@ -23,6 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import write_result  # noqa: E402
 from services.journeys.engine import Engine  # noqa: E402
 from services.journeys.loader import default_maps_dir, load_maps  # noqa: E402
 from services.journeys.stage import JourneyStage  # noqa: E402
@@ -46,7 +45,10 @@ def traffic(customers: int, events: int, seed: int = 1) -> list[tuple[str, Touch
         if "score" in attributes:
             attributes["score"] = rng.randint(0, 5)
         out.append(
-            (f"cus-{rng.randrange(customers)}", Touchpoint(f"ev-{i}", template["type"], at, attributes))
+            (
+                f"cus-{rng.randrange(customers)}",
+                Touchpoint(f"ev-{i}", template["type"], at, attributes),
+            )
         )
     return out
 
@@ -68,14 +70,10 @@ def main() -> None:
         for out in stage.apply(events[i : i + args.batch]):
             flags += out.route == "flags"
             transitions += out.route == "transitions"
-        for out in stage.tick():
-            flags += 1
+        flags += len(stage.tick())
     elapsed = time.perf_counter() - started
     sizes = sorted(len(v) for v in store.values())
     result = {
-        "benchmark": "journey-stage",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "customers": len(store),
         "events": len(events),
         "seconds": round(elapsed, 2),
@@ -87,13 +85,11 @@ def main() -> None:
         "state_bytes_max": sizes[-1],
         "targets": {"state_bytes_mean_max": 2048},
     }
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"journey-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result("journey", result)
     print(
         f"journey stage: {result['events_per_s']:,} events/s over {len(events):,} events and "
-        f"{len(store):,} customers ({elapsed:.1f} s); {flags:,} flags, {transitions:,} transitions; "
+        f"{len(store):,} customers ({elapsed:.1f} s); {flags:,} flags, "
+        f"{transitions:,} transitions; "
         f"state {result['state_bytes_mean']} B mean, {result['state_bytes_p99']} B p99, "
         f"{result['state_bytes_max']} B max (target mean <= 2048)"
     )

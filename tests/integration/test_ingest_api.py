@@ -11,11 +11,10 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from services.embedded.broker import EmbeddedBroker
-from services.kafka import ensure_topics, read_to_end
+from services.kafka import read_to_end
 from services.settings import Settings
 from tests.support.events import example, example_types
-from tests.support.services import INGEST_KEY, OTHER_KEY, api_settings, start_api
+from tests.support.services import INGEST_KEY, OTHER_KEY, api_on_own_broker
 
 pytestmark = pytest.mark.broker
 BEARER = {"Authorization": f"Bearer {INGEST_KEY}"}
@@ -132,12 +131,7 @@ def test_openapi_is_served(api: str) -> None:
 
 
 def test_broker_down_is_503_and_nothing_is_accepted(settings: Settings, tmp_path: Any) -> None:
-    own = EmbeddedBroker("127.0.0.1", 0, tmp_path / "broker.log")
-    own.start(timeout=30)
-    configured = api_settings(settings, broker_url=own.url, ingest_ack_timeout=3.0)
-    ensure_topics(configured, own.url)
-    process, url = start_api(configured)
-    try:
+    with api_on_own_broker(settings, tmp_path, ack_timeout=3.0) as (own, url):
         warm = httpx.post(f"{url}/v1/events", json=_batch(1, "warm"), headers=BEARER, timeout=30)
         assert warm.status_code == 200
         own.stop()
@@ -153,9 +147,6 @@ def test_broker_down_is_503_and_nothing_is_accepted(settings: Settings, tmp_path
         metrics = httpx.get(f"{url}/metrics").text
         counted = 'endpoint="events",outcome="unavailable",source="web-shop"} 5.0'
         assert f"touchstream_ingest_events_total{{{counted}" in metrics
-    finally:
-        process.stop()
-        own.stop()
 
 
 def test_gateway_partitions_keys_like_kafka_python(api: str, settings: Settings) -> None:

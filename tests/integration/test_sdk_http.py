@@ -14,13 +14,12 @@ from typing import Any
 import orjson
 import pytest
 
-from services.embedded.broker import EmbeddedBroker
 from services.embedded.process import free_port
-from services.kafka import ensure_topics, read_to_end
+from services.kafka import read_to_end
 from services.sdk import DeliveryReport, Emitter, InvalidEvent, Unauthorized
 from services.settings import Settings
 from tests.support.events import example, example_types
-from tests.support.services import INGEST_KEY, OTHER_KEY, api_settings, start_api
+from tests.support.services import INGEST_KEY, OTHER_KEY, api_on_own_broker
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,12 +149,7 @@ def test_a_script_that_never_closes_still_delivers_everything(api: str, settings
 def test_broker_down_is_retried_then_every_event_fails_and_none_counts_sent(
     settings: Settings, tmp_path: Path
 ) -> None:
-    own = EmbeddedBroker("127.0.0.1", 0, tmp_path / "b.log")
-    own.start(timeout=30)
-    configured = api_settings(settings, broker_url=own.url, ingest_ack_timeout=2.0)
-    ensure_topics(configured, own.url)
-    process, url = start_api(configured)
-    try:
+    with api_on_own_broker(settings, tmp_path, ack_timeout=2.0) as (own, url):
         emitter = Emitter.http("web-shop", url, INGEST_KEY, max_retries=1)
         emitter.emit_many(_events(5, "before"))
         assert emitter.flush(timeout=30).sent == 5
@@ -171,6 +165,3 @@ def test_broker_down_is_retried_then_every_event_fails_and_none_counts_sent(
             assert "gave up after 2 attempts" in reason
         assert 5 <= elapsed < 40  # Retry-After: 5 was honoured between the two attempts
         assert emitter.close(timeout=10) == DeliveryReport(0, [])  # nothing left over
-    finally:
-        process.stop()
-        own.stop()

@@ -8,6 +8,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,21 @@ def api(settings: Settings) -> Iterator[str]:
     process, url = start_api(configured)
     yield url
     process.stop()
+
+
+@contextmanager
+def api_on_own_broker(
+    settings: Settings, log_dir: Path, *, ack_timeout: float
+) -> Iterator[tuple[EmbeddedBroker, str]]:
+    """A broker of the test's own (so it can be stopped) and a ``touchstream api`` on it,
+    with the static keys and the topics created; both stopped afterwards."""
+    own = EmbeddedBroker("127.0.0.1", 0, log_dir / "own-broker.log")
+    own.start(timeout=30)
+    configured = api_settings(settings, broker_url=own.url, ingest_ack_timeout=ack_timeout)
+    ensure_topics(configured, own.url)
+    process, url = start_api(configured)
+    try:
+        yield own, url
+    finally:
+        process.stop()
+        own.stop()
