@@ -291,7 +291,6 @@ async def _segment_messages(
     results: dict[int, ItemResult] = {}
     for index, message in enumerate(messages):
         mapped = to_v1(message, source=source, mapping=ingestion.mapping, received_at=now)
-        raw = orjson.dumps(message)
         if isinstance(mapped, Mapped):
             outcome = prepare(mapped.event, source)
             if isinstance(outcome, Prepared):
@@ -309,7 +308,7 @@ async def _segment_messages(
                 ),
             )
         letter = ingest_dead_letter(
-            raw, reason=reason, errors=errors, ingress=ingress, source=source
+            orjson.dumps(message), reason=reason, errors=errors, ingress=ingress, source=source
         )
         letters.append(letter)
         results[index] = ItemResult(

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import orjson
 import typer
@@ -38,10 +37,6 @@ class Format(StrEnum):
 def _count_lines(path: Path) -> int:
     with path.open("rb") as handle:
         return sum(1 for line in handle if line.strip())
-
-
-def _read(handle: BinaryIO) -> Iterator[bytes]:
-    yield from handle
 
 
 @app.command()
@@ -73,7 +68,7 @@ def emit(
             result = emit_lines(
                 broker_url,
                 settings.topics.raw,
-                jsonl_lines(_read(handle)),
+                jsonl_lines(handle),
                 on_sent=lambda n: progress.advance(task, n),
                 connect_timeout=settings.startup_timeout,
             )

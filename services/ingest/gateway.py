@@ -71,7 +71,8 @@ def ingest_dead_letter(
     """A dead letter for input the gateway took but could not turn into a valid event."""
     event_id = None
     with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-        candidate = orjson.loads(payload).get("messageId") or orjson.loads(payload).get("event_id")
+        message = orjson.loads(payload)
+        candidate = message.get("messageId") or message.get("event_id")
         event_id = str(candidate)[:128] if candidate else None
     return DeadLetter.create(
         reason=reason,
