@@ -27,11 +27,11 @@ class TopicSpec:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every pipeline topic with its partitions and retention."""
     t = settings.topics
-    long_lived = {t.dlq}
+    long_lived = {t.dlq, t.identity}
     return [
         TopicSpec(
             name,
-            settings.partitions,
+            1 if name == t.valid else settings.partitions,  # one total order of identity decisions
             settings.dlq_retention_hours if name in long_lived else settings.raw_retention_hours,
         )
         for name in t.all()

@@ -24,13 +24,23 @@ class Topics:
     """Names of the pipeline's Kafka topics (DESIGN.md §1)."""
 
     raw: str
+    valid: str  # validated, awaiting identity: ONE partition, so identity decisions are ordered
     resolved: str
+    identity: str  # merges and refused merges, for the CRM store and review
     dlq: str
     transitions: str
     flags: str
 
     def all(self) -> tuple[str, ...]:
-        return (self.raw, self.resolved, self.dlq, self.transitions, self.flags)
+        return (
+            self.raw,
+            self.valid,
+            self.resolved,
+            self.identity,
+            self.dlq,
+            self.transitions,
+            self.flags,
+        )
 
 
 class Settings(BaseSettings):
@@ -82,7 +92,8 @@ class Settings(BaseSettings):
     dlq_retention_hours: int = Field(
         default=720,
         ge=1,
-        description="Retention of the dead-letter topic, in hours: long enough to fix and replay.",
+        description="Retention of the dead-letter and identity-merge topics, in hours: long enough "
+        "to fix and replay, and to review merges.",
     )
     app_id: str = Field(
         default="touchstream",
@@ -118,6 +129,31 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds an event may arrive after later events of its channel and still "
         "count as in order; deadlines (abandonment, SLA, overdue, stalls) wait this long.",
+    )
+    identity_max_emails: int = Field(
+        default=5,
+        ge=1,
+        description="Most emails one profile may hold; a link or merge beyond it is refused "
+        "and recorded (a shared device or a data error, not a person).",
+    )
+    identity_max_phones: int = Field(
+        default=5, ge=1, description="Most phones one profile may hold."
+    )
+    identity_max_anonymous_ids: int = Field(
+        default=200, ge=1, description="Most anonymous (device) ids one profile may hold."
+    )
+    identity_max_loyalty_ids: int = Field(
+        default=5, ge=1, description="Most loyalty card ids one profile may hold."
+    )
+    identity_max_account_ids: int = Field(
+        default=10, ge=1, description="Most billing account ids one profile may hold."
+    )
+    watermark_idle_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds after which a raw partition that delivered nothing stops holding "
+        "event time back (it is caught up). Until then, deadlines wait for every partition, "
+        "so one read ahead of another raises no false absence flag.",
     )
     deadline_check_interval: float = Field(
         default=1.0,
@@ -193,7 +229,9 @@ class Settings(BaseSettings):
         p = self.topic_prefix
         return Topics(
             raw=f"{p}touchpoints.raw",
+            valid=f"{p}touchpoints.valid",
             resolved=f"{p}touchpoints.resolved",
+            identity=f"{p}identity.merges",
             dlq=f"{p}touchpoints.dlq",
             transitions=f"{p}journey.transitions",
             flags=f"{p}friction.flags",

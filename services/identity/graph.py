@@ -6,7 +6,7 @@ profiles, merges and refusals."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 from schemas.events import IDENTITY_KINDS
@@ -36,10 +36,16 @@ class GuardRails:
 
 @dataclass(frozen=True, slots=True)
 class Merge:
+    """Profile ``loser`` was folded into ``winner`` by event ``event_id``.
+
+    ``reason`` is ``linked`` (an event linked two profiles) or ``identified`` (a profile
+    known only by device or contact ids got its CRM ``customer_id`` and is renamed to it)."""
+
     winner: str
     loser: str
     event_id: str
     moved: tuple[str, ...]
+    reason: str = "linked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,38 +76,61 @@ class Profile:
     def count(self, kind: str) -> int:
         return len(self.identifiers.get(kind, ()))
 
+    @property
+    def known(self) -> bool:
+        """Named by a CRM ``customer_id`` (it holds one)."""
+        return bool(self.identifiers.get("customer_id"))
+
 
 def identifier_key(kind: str, value: str) -> str:
     return f"{kind}:{value.lower() if kind == 'email' else value}"
 
 
-def _generated_id(key: str) -> str:
+def generated_id(key: str) -> str:
+    """The id of a profile first seen without a CRM ``customer_id``, from its first identifier
+    key (see :func:`identifier_key`)."""
     return "ts_" + hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 class IdentityGraph:
-    """Identifier -> profile and profile -> identifiers, with merges and guard rails."""
+    """Identifier -> profile and profile -> identifiers, with merges and guard rails.
 
-    def __init__(self, rails: GuardRails | None = None) -> None:
+    ``owner`` and ``profiles`` are plain dicts by default; the identity agent passes mappings
+    over its changelog-backed table. Every changed profile is written back by assignment,
+    so such a mapping sees each change."""
+
+    def __init__(
+        self,
+        rails: GuardRails | None = None,
+        *,
+        owner: MutableMapping[str, str] | None = None,
+        profiles: MutableMapping[str, Profile] | None = None,
+    ) -> None:
         self.rails = rails or GuardRails()
-        self.owner: dict[str, str] = {}
-        self.profiles: dict[str, Profile] = {}
-        self._created = 0  # creation order; profiles deleted by merges keep theirs unused
+        self.owner: MutableMapping[str, str] = {} if owner is None else owner
+        self.profiles: MutableMapping[str, Profile] = {} if profiles is None else profiles
+        self._created = 0  # creation order when the caller gives no position
 
-    def resolve(self, identity: Mapping[str, str | None], event_id: str) -> Resolution:
-        """The customer of an event with these identifiers, linking and merging as needed."""
+    def resolve(
+        self, identity: Mapping[str, str | None], event_id: str, *, position: int | None = None
+    ) -> Resolution:
+        """The customer of an event with these identifiers, linking and merging as needed.
+
+        ``position`` orders profile creation (the identity agent passes the offset of the
+        event in its single-partition input, so a replay orders profiles the same way)."""
         given = [(k, identity[k]) for k in IDENTITY_KINDS if identity.get(k)]
         if not given:
             raise ValueError("an event needs at least one identifier")
         keys = [identifier_key(kind, str(value)) for kind, value in given]
+        found = {self.owner[k] for k in keys if k in self.owner}
         owners = sorted(
-            {self.owner[k] for k in keys if k in self.owner}, key=lambda c: self.profiles[c].order
+            (self.profiles[c] for c in found), key=lambda p: (not p.known, p.order, p.customer_id)
         )
         created = not owners
-        profile = self._create(given, keys) if created else self.profiles[owners[0]]
+        profile = self._create(given, keys, position) if created else owners[0]
         merges, refusals = [], []
-        for loser_id in owners[1:]:
-            merged = self._merge(profile, self.profiles[loser_id], event_id)
+        for loser in owners[1:]:
+            merged = self._merge(profile, loser, event_id)
             if isinstance(merged, Merge):
                 merges.append(merged)
             else:
@@ -111,17 +140,26 @@ class IdentityGraph:
             refusals.append(
                 Refusal(event_id, profile.customer_id, tuple(refused), "identifier limit")
             )
+        if profile.known and profile.customer_id not in profile.identifiers["customer_id"]:
+            renamed = self._rename(profile, event_id)
+            if renamed is not None:
+                profile = self.profiles[renamed.winner]
+                merges.append(renamed)
         return Resolution(
             profile.customer_id, created, tuple(linked), tuple(merges), tuple(refusals)
         )
 
-    def _create(self, given: list[tuple[str, str | None]], keys: list[str]) -> Profile:
+    def _create(
+        self, given: list[tuple[str, str | None]], keys: list[str], position: int | None
+    ) -> Profile:
         crm = dict(given).get("customer_id")
-        customer_id = str(crm) if crm else _generated_id(keys[0])
+        customer_id = str(crm) if crm else generated_id(keys[0])
         while customer_id in self.profiles:  # an id taken by another profile's CRM id
-            customer_id = _generated_id(customer_id)
-        profile = Profile(customer_id, self._created)
-        self._created += 1
+            customer_id = generated_id(customer_id)
+        if position is None:
+            position = self._created
+            self._created += 1
+        profile = Profile(customer_id, position)
         self.profiles[customer_id] = profile
         return profile
 
@@ -139,7 +177,29 @@ class IdentityGraph:
             profile.identifiers.setdefault(kind, set()).add(value)
             self.owner[key] = profile.customer_id
             linked.append(key)
+        if linked:
+            self.profiles[profile.customer_id] = profile
         return linked, refused
+
+    def _rename(self, profile: Profile, event_id: str) -> Merge | None:
+        """A profile that just got its CRM ``customer_id`` takes it as its name."""
+        (crm,) = profile.identifiers["customer_id"]
+        if crm in self.profiles:
+            return None  # the name is taken (a generated id equal to a CRM id): keep the old
+        old = profile.customer_id
+        moved = self._move_identifiers(profile, crm)
+        del self.profiles[old]
+        profile.customer_id = crm
+        self.profiles[crm] = profile
+        return Merge(crm, old, event_id, moved, "identified")
+
+    def _move_identifiers(self, source: Profile, to: str) -> tuple[str, ...]:
+        moved = []
+        for kind, values in source.identifiers.items():
+            for value in values:
+                self.owner[f"{kind}:{value}"] = to
+                moved.append(f"{kind}:{value}")
+        return tuple(sorted(moved))
 
     def _merge(self, winner: Profile, loser: Profile, event_id: str) -> Merge | Refusal:
         for kind in IDENTITY_KINDS:
@@ -152,11 +212,9 @@ class IdentityGraph:
                     f"merging {loser.customer_id} would give {len(combined)} {kind} "
                     f"identifiers (at most {self.rails.limit(kind)})",
                 )
-        moved = []
+        moved = self._move_identifiers(loser, winner.customer_id)
         for kind, values in loser.identifiers.items():
-            for value in values:
-                winner.identifiers.setdefault(kind, set()).add(value)
-                self.owner[f"{kind}:{value}"] = winner.customer_id
-                moved.append(f"{kind}:{value}")
+            winner.identifiers.setdefault(kind, set()).update(values)
         del self.profiles[loser.customer_id]
-        return Merge(winner.customer_id, loser.customer_id, event_id, tuple(sorted(moved)))
+        self.profiles[winner.customer_id] = winner
+        return Merge(winner.customer_id, loser.customer_id, event_id, moved)

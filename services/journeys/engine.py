@@ -37,6 +37,7 @@ from services.journeys.state import (
 
 DEFAULT_LATENESS = timedelta(minutes=5)
 SEQUENCE_MEMORY = 8  # unpaired occurrences kept per sequence rule
+COMPLETION_MEMORY = 8  # completions seen without their start, kept per absence rule
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
@@ -101,6 +102,12 @@ class Engine:
                         followers = self._flag_followers.setdefault(item.removeprefix("flag:"), [])
                         followers.append((journey, rule))
 
+        self._rule_by_id: dict[str, tuple[JourneyMap, Any]] = {
+            rule.id: (journey, rule) for journey, rule in self._rules
+        }
+        self._stall_rules = {
+            journey.journey: rule for journey, rule in self._rules if isinstance(rule, StallRule)
+        }
         self._by_type: dict[str, list[tuple[JourneyMap, Any]]] = {}
         for journey, rule in self._rules:
             for event_type in _types_of(rule):
@@ -166,6 +173,11 @@ class Engine:
             return  # a late event does not move the customer back in time
         if current is not None and current.stage == stage.id:
             return
+        rule = self._stall_rules.get(journey.journey)
+        if current is not None and rule is not None:
+            stalled = self._stall_flag(customer_id, journey, rule, current, event.occurred_at)
+            if stalled is not None:  # left the stage after its budget: event time says stall
+                outcome.flags.append(stalled)
         state.stages[journey.journey] = StageVisit(
             stage.id, event.occurred_at, event.event_id, event.channel
         )
@@ -197,7 +209,7 @@ class Engine:
         episode: str,
     ) -> Flag:
         return Flag(
-            flag_id(customer_id, rule.id, episode),
+            flag_id(rule.id, episode),
             rule.id,
             rule.severity,
             customer_id,
@@ -220,7 +232,27 @@ class Engine:
     ) -> None:
         per = str(event.attributes.get(rule.per, "")) if rule.per else ""
         key = (rule.id, per)
-        seen = sorted([*state.counts.get(key, []), (event.occurred_at, event.event_id)])
+        seen = [*state.counts.get(key, []), (event.occurred_at, event.event_id)]
+        self._window(state, customer_id, journey, rule, stage, event.channel, key, seen, outcome)
+
+    def _window(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        journey: JourneyMap,
+        rule: CountRule,
+        stage: str | None,
+        channel: str,
+        key: tuple[str, str],
+        seen: list[tuple[datetime, str]],
+        outcome: Outcome,
+    ) -> None:
+        """Flag the first window of ``rule.count`` occurrences within ``rule.within``; keep the
+        occurrences a later window can still use."""
+        seen = sorted(set(seen))
+        if not seen:
+            state.counts.pop(key, None)
+            return
         newest = seen[-1][0]
         seen = [item for item in seen if item[0] >= newest - rule.within - self.lateness]
         for i in range(len(seen) - rule.count + 1):
@@ -233,7 +265,7 @@ class Engine:
                         journey,
                         rule,
                         stage,
-                        event.channel,
+                        channel,
                         window[-1][0],
                         evidence,
                         evidence[0],
@@ -248,9 +280,6 @@ class Engine:
     ) -> None:
         match = str(event.attributes.get(rule.match, "")) if rule.match else ""
         key = (rule.id, match)
-        horizon = event.occurred_at - 2 * self.lateness  # a late start is at most `lateness` late
-        for old in [k for k, at in state.completed.items() if k[0] == rule.id and at < horizon]:
-            del state.completed[old]
         if event.type in rule.complete:
             pending = state.pending.get(key)
             if pending is not None and pending.started_at <= event.occurred_at <= pending.deadline:
@@ -259,6 +288,7 @@ class Engine:
                 state.completed[key] = max(
                     event.occurred_at, state.completed.get(key, event.occurred_at)
                 )
+                _forget_oldest_completions(state, rule.id)
         if event.type in rule.start:
             deadline = (
                 event.occurred_at + rule.within
@@ -296,7 +326,8 @@ class Engine:
                 outcome,
             )
         if event.type in rule.then:
-            self._note_then(state, customer_id, journey, rule, event, outcome)
+            then = (event.occurred_at, (event.event_id,))
+            self._note_then(state, customer_id, journey, rule, then, event.channel, outcome)
 
     def _note_first(
         self,
@@ -340,11 +371,12 @@ class Engine:
         customer_id: str,
         journey: JourneyMap,
         rule: SequenceRule,
-        event: Touchpoint,
+        then: tuple[datetime, tuple[str, ...]],
+        channel: str,
         outcome: Outcome,
     ) -> None:
-        """A ``then`` event: it completes every waiting ``after`` in whose window it falls."""
-        at, waiting = event.occurred_at, []
+        """A ``then`` occurrence: it completes every waiting ``after`` in whose window it falls."""
+        (at, then_evidence), waiting = then, []
         for first in state.firsts.get(rule.id, []):
             if first[0] <= at <= first[0] + rule.within:
                 outcome.flags.append(
@@ -353,9 +385,9 @@ class Engine:
                         journey,
                         rule,
                         self._stage(state, journey),
-                        event.channel,
+                        channel,
                         at,
-                        first[1] + (event.event_id,),
+                        first[1] + then_evidence,
                         first[1][0],
                     )
                 )
@@ -365,7 +397,7 @@ class Engine:
         thens = [
             t for t in state.thens.get(rule.id, []) if t[0] >= at - rule.within - self.lateness
         ]
-        state.thens[rule.id] = sorted([*thens, (at, (event.event_id,))])[-SEQUENCE_MEMORY:]
+        state.thens[rule.id] = sorted([*thens, then])[-SEQUENCE_MEMORY:]
 
     def _follow_flags(
         self, state: CustomerState, customer_id: str, flags: Iterable[Flag], outcome: Outcome
@@ -388,6 +420,67 @@ class Engine:
                     outcome,
                 )
                 queue.extend(outcome.flags[before:])
+
+    # -- merges -----------------------------------------------------------------------------
+
+    def combine(self, state: CustomerState, other: CustomerState, customer_id: str) -> list[Flag]:
+        """Fold ``other`` (a merged-away profile's state) into ``state`` (in place), as if the
+        events behind both had been one customer's; return the flags that only the
+        combination raises (a third contact, a friction followed by a ticket, a stall that
+        the later stage entry reveals). Events both had seen count once."""
+        outcome = Outcome()
+        for hashed in other.seen:
+            if hashed not in state.seen:
+                state.seen.append(hashed)
+        self._combine_stages(state, other, customer_id, outcome)
+        for (rule_id, per), items in other.counts.items():
+            journey, rule = self._rule_by_id[rule_id]
+            seen = [*state.counts.get((rule_id, per), []), *items]
+            stage, channel = self._stage(state, journey), rule.on.partition(".")[0]
+            self._window(
+                state, customer_id, journey, rule, stage, channel, (rule_id, per), seen, outcome
+            )
+        for key, at in other.completed.items():
+            state.completed[key] = max(at, state.completed.get(key, at))
+            _forget_oldest_completions(state, key[0])
+        for key, pending in other.pending.items():
+            state.pending.setdefault(key, pending)
+        for key, pending in list(state.pending.items()):
+            done = state.completed.get(key)
+            if done is not None and pending.started_at <= done <= pending.deadline:
+                del state.pending[key]  # one side started it, the other completed it
+        for rule_id, firsts in other.firsts.items():
+            journey, rule = self._rule_by_id[rule_id]
+            channel = rule.then[0].partition(".")[0]  # the channel its flag is raised on
+            for at, evidence in firsts:
+                self._note_first(state, customer_id, journey, rule, at, evidence, channel, outcome)
+        for rule_id, thens in other.thens.items():
+            journey, rule = self._rule_by_id[rule_id]
+            channel = rule.then[0].partition(".")[0]
+            for then in thens:
+                self._note_then(state, customer_id, journey, rule, then, channel, outcome)
+        self._follow_flags(state, customer_id, list(outcome.flags), outcome)
+        return outcome.flags
+
+    def _combine_stages(
+        self, state: CustomerState, other: CustomerState, customer_id: str, outcome: Outcome
+    ) -> None:
+        """Per journey the later stage entry holds; an earlier visit it ended may have stalled."""
+        for name, visit in other.stages.items():
+            mine = state.stages.get(name)
+            earlier, later = (
+                (mine, visit)
+                if mine is None or mine.entered_at <= visit.entered_at
+                else (visit, mine)
+            )
+            state.stages[name] = later
+            rule = self._stall_rules.get(name)
+            if earlier is not None and rule is not None and earlier.stage != later.stage:
+                flag = self._stall_flag(
+                    customer_id, self.maps[name], rule, earlier, later.entered_at
+                )
+                if flag is not None:
+                    outcome.flags.append(flag)
 
     # -- deadlines --------------------------------------------------------------------------
 
@@ -431,29 +524,44 @@ class Engine:
         outcome: Outcome,
     ) -> None:
         visit = state.stages.get(journey.journey)
-        if visit is None or visit.stalled:
+        if visit is None:
             return
         stage = journey.stages[journey.stage_index(visit.stage)]
-        if stage.budget is None:
-            return
         exits = {
             t.partition(".")[0] for s in journey.stages if s.id != stage.id for t in s.entered_by
         }
+        if stage.budget is not None and _passed(watermarks, exits, visit.entered_at + stage.budget):
+            flag = self._stall_flag(customer_id, journey, rule, visit, None)
+            if flag is not None:
+                outcome.flags.append(flag)
+
+    def _stall_flag(
+        self,
+        customer_id: str,
+        journey: JourneyMap,
+        rule: StallRule,
+        visit: StageVisit,
+        left_at: datetime | None,
+    ) -> Flag | None:
+        """The stall of ``visit`` (once), if it outlasted its budget: left after the deadline,
+        or (``left_at`` None) still there when event time passed it."""
+        stage = journey.stages[journey.stage_index(visit.stage)]
+        if visit.stalled or stage.budget is None:
+            return None
         deadline = visit.entered_at + stage.budget
-        if _passed(watermarks, exits, deadline):
-            visit.stalled = True
-            outcome.flags.append(
-                self._flag(
-                    customer_id,
-                    journey,
-                    rule,
-                    stage.id,
-                    visit.channel,
-                    deadline,
-                    (visit.event_id,),
-                    f"{stage.id}:{visit.event_id}",
-                )
-            )
+        if left_at is not None and left_at <= deadline:
+            return None
+        visit.stalled = True
+        return self._flag(
+            customer_id,
+            journey,
+            rule,
+            stage.id,
+            visit.channel,
+            deadline,
+            (visit.event_id,),
+            f"{stage.id}:{visit.event_id}",
+        )
 
     def next_deadline(self, state: CustomerState) -> datetime | None:
         """The earliest deadline in ``state``, so an index can find due customers directly."""
@@ -466,6 +574,15 @@ class Engine:
             if stage.budget is not None and any(isinstance(r, StallRule) for r in journey.rules):
                 deadlines.append(visit.entered_at + stage.budget)
         return min(deadlines, default=None)
+
+
+def _forget_oldest_completions(state: CustomerState, rule_id: str) -> None:
+    """Keep a rule's newest ``COMPLETION_MEMORY`` completion marks. Bounded by count, not by
+    time: a start may arrive long after its completion when a merged profile's state is
+    transferred, and the mark must still be there to cancel it."""
+    marks = sorted((at, key) for key, at in state.completed.items() if key[0] == rule_id)
+    for _, key in marks[:-COMPLETION_MEMORY]:
+        del state.completed[key]
 
 
 def _types_of(rule: Any) -> set[str]:

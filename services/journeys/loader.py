@@ -53,9 +53,9 @@ def load_map(path: Path) -> JourneyMap:
 def load_maps(directory: Path) -> dict[str, JourneyMap]:
     """Every ``*.yaml`` journey map in ``directory``, by journey name, in file name order.
 
-    Besides each file's own problems, a journey name used twice and a ``flag:<rule id>`` that
-    names no rule of any of the maps are errors. Raises one :class:`ConfigurationError` with
-    every problem of every file.
+    Besides each file's own problems, a journey name or rule id used twice and a
+    ``flag:<rule id>`` that names no rule of any of the maps are errors. Raises one
+    :class:`ConfigurationError` with every problem of every file.
     """
     directory = Path(directory)
     label = _label(directory)
@@ -79,6 +79,7 @@ def load_maps(directory: Path) -> dict[str, JourneyMap]:
     parsed = [_parse(path) for path in files]
     errors = [error for p in parsed for error in p.errors]
     errors += _duplicate_journeys(parsed)
+    errors += _duplicate_rules(parsed)
     errors += _dangling_flags(parsed)
     if errors:
         raise ConfigurationError("\n".join(errors))
@@ -138,6 +139,27 @@ def _duplicate_journeys(parsed: list[_Parsed]) -> list[str]:
             errors.append(p.error(Problem(("journey",), message)))
         else:
             first[name] = p.label
+    return errors
+
+
+def _duplicate_rules(parsed: list[_Parsed]) -> list[str]:
+    """A rule id names one rule across all maps: flags and their ids carry only the rule id."""
+    errors = []
+    first: dict[str, str] = {}
+    journeys: set[str] = set()
+    for p in parsed:
+        if p.journey is None or p.journey.journey in journeys:
+            continue  # a second copy of a journey is reported as such
+        journeys.add(p.journey.journey)
+        for index, rule in enumerate(p.journey.rules):
+            if rule.id in first:
+                message = (
+                    f"rule id {rule.id!r} is also used in {first[rule.id]}; "
+                    "rule ids must be unique across all maps"
+                )
+                errors.append(p.error(Problem(("rules", index, "id"), message)))
+            else:
+                first[rule.id] = p.label
     return errors
 
 

@@ -1,11 +1,16 @@
 """The journey stage of the pipeline, without Faust: state per customer in a byte store,
 per-channel watermarks, and a deadline index so due customers are found without scanning
-every customer. A Faust agent feeds it batches of events and calls ``tick`` on a timer."""
+every customer. A Faust agent feeds it batches of items and calls ``tick`` on a timer.
+
+Items are events ``(customer id, touchpoint)`` and the control records of identity
+resolution (docs/adr/0001-identity-resolution.md): :class:`Merged` (a customer id lost a
+merge: send its state to the winner), :class:`Transfer` (a loser's state arriving at the
+winner: combine) and :class:`Watermark` (event time per channel, from the coordinator)."""
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,15 +19,45 @@ import orjson
 from services.journeys.codec import dump_state, load_state
 from services.journeys.engine import Engine, watermark
 from services.journeys.state import CustomerState, Flag, Touchpoint, Transition
+from services.routing import Output
+
+__all__ = ["JourneyStage", "Merged", "Output", "Transfer", "Watermark"]
 
 
 @dataclass(frozen=True, slots=True)
-class Output:
-    """A record for a topic: ``transitions`` or ``flags``, keyed by customer."""
+class Merged:
+    """``loser`` was merged into ``winner`` by ``event_id``; this arrives on the loser's
+    partition after all of the loser's events."""
 
-    route: str
-    key: bytes
-    value: bytes
+    winner: str
+    loser: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """The state ``loser`` had built, on its way to ``winner``."""
+
+    winner: str
+    loser: str
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """Per channel, the event time the identity coordinator guarantees is complete, as it
+    reached ``partition`` (after every event it sent there before)."""
+
+    partition: int
+    channels: dict[str, datetime]
+
+
+Item = tuple[str, Touchpoint] | Merged | Transfer | Watermark
+MERGED = "\x00merged\x00"  # store key prefix: a merged-away id -> the id it went to
+
+
+def _merged_key(customer: str) -> str:
+    return MERGED + customer
 
 
 def flag_record(flag: Flag) -> bytes:
@@ -33,14 +68,31 @@ def transition_record(transition: Transition) -> bytes:
     return orjson.dumps(transition)
 
 
+def transfer_record(winner: str, loser: str, state: bytes) -> bytes:
+    return orjson.dumps(
+        {"control": "transfer", "winner": winner, "loser": loser, "state": orjson.Fragment(state)}
+    )
+
+
 class JourneyStage:
     """Applies events to customers' journey state and raises deadline flags as event time
-    advances. ``store`` maps customer id to the state's bytes (a Faust table in the worker)."""
+    advances. ``store`` maps customer id to the state's bytes (a Faust table in the worker).
 
-    def __init__(self, engine: Engine, store: MutableMapping[str, bytes]) -> None:
+    Event time comes from :class:`Watermark` records when ``event_time="records"`` (the
+    worker: the coordinator sees every raw partition) and from the events applied here
+    when ``"events"`` (a single ordered stream: tests, benchmarks, replays)."""
+
+    def __init__(
+        self, engine: Engine, store: MutableMapping[str, bytes], *, event_time: str = "events"
+    ) -> None:
+        if event_time not in ("events", "records"):
+            raise ValueError(f"event_time must be 'events' or 'records', not {event_time!r}")
         self.engine = engine
         self.store = store
+        self.event_time = event_time
         self.latest: dict[str, datetime] = {}
+        self.marks: dict[int, dict[str, datetime]] = {}
+        self.owned: set[int] | None = None
         self._due: list[tuple[datetime, str]] = []
         self._indexed: dict[str, datetime] = {}
 
@@ -48,7 +100,13 @@ class JourneyStage:
         """After partitions are (re)assigned: index the deadlines of the customers now owned."""
         self._due, self._indexed = [], {}
         for customer in customers:
-            self._index(customer, load_state(self.store[customer]))
+            if not customer.startswith(MERGED):
+                self._index(customer, load_state(self.store[customer]))
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """The partitions this stage now owns; ticks wait for a watermark from each."""
+        self.owned = set(partitions)
+        self.marks = {p: m for p, m in self.marks.items() if p in self.owned}
 
     def _index(self, customer: str, state: CustomerState) -> None:
         """Keep one live heap entry per customer: its earliest deadline."""
@@ -60,31 +118,83 @@ class JourneyStage:
             heapq.heappush(self._due, (deadline, customer))
 
     def watermarks(self) -> dict[str, datetime]:
-        return watermark(self.latest, self.engine.lateness)
+        """Per channel, the event time before which nothing more can arrive here."""
+        if self.event_time == "events":
+            return watermark(self.latest, self.engine.lateness)
+        owned = self.owned if self.owned is not None else set(self.marks)
+        if not owned or any(p not in self.marks for p in owned):
+            return {}  # a partition has not told its event time yet: nothing is due
+        marks = [self.marks[p] for p in owned]
+        channels = set.intersection(*(set(m) for m in marks))
+        return {c: min(m[c] for m in marks) for c in channels}
 
-    def apply(self, events: Iterable[tuple[str, Touchpoint]]) -> list[Output]:
-        """Apply ``(customer id, event)`` pairs in order; return the records to send."""
+    def apply(self, items: Iterable[Item]) -> list[Output]:
+        """Apply events and control records in order; return the records to send."""
         outputs: list[Output] = []
         states: dict[str, CustomerState] = {}
-        for customer, event in events:
+
+        def state_of(customer: str) -> CustomerState:
             state = states.get(customer)
             if state is None:
                 raw = self.store.get(customer)
-                state = load_state(raw) if raw is not None else CustomerState()
-                states[customer] = state
-            outcome = self.engine.apply(state, customer, event)
-            key = customer.encode()
-            outputs += [
-                Output("transitions", key, transition_record(t)) for t in outcome.transitions
-            ]
-            outputs += [Output("flags", key, flag_record(f)) for f in outcome.flags]
-            channel = event.channel
-            if channel not in self.latest or event.occurred_at > self.latest[channel]:
-                self.latest[channel] = event.occurred_at
+                state = states[customer] = load_state(raw) if raw is not None else CustomerState()
+            return state
+
+        for item in items:
+            if isinstance(item, tuple):
+                customer, event = item
+                outcome = self.engine.apply(state_of(customer), customer, event)
+                key = customer.encode()
+                outputs += [
+                    Output("transitions", key, transition_record(t)) for t in outcome.transitions
+                ]
+                outputs += [Output("flags", key, flag_record(f)) for f in outcome.flags]
+                channel = event.channel
+                if channel not in self.latest or event.occurred_at > self.latest[channel]:
+                    self.latest[channel] = event.occurred_at
+            elif isinstance(item, Watermark):
+                self.marks[item.partition] = item.channels
+            elif isinstance(item, Merged):
+                outputs += self._hand_over(item, states)
+            else:
+                outputs += self._take_over(item, state_of)
         for customer, state in states.items():
             self.store[customer] = dump_state(state)
             self._index(customer, state)
         return outputs
+
+    def _hand_over(self, merged: Merged, states: dict[str, CustomerState]) -> list[Output]:
+        """The loser's state leaves this store for the winner's partition."""
+        state = states.pop(merged.loser, None)
+        raw = dump_state(state) if state is not None else self.store.get(merged.loser)
+        if merged.loser in self.store:
+            del self.store[merged.loser]
+        self.store[_merged_key(merged.loser)] = merged.winner.encode()  # for late transfers
+        self._indexed.pop(merged.loser, None)
+        if raw is None:
+            return []
+        value = transfer_record(merged.winner, merged.loser, raw)
+        return [Output("resolved", merged.winner.encode(), value)]
+
+    def _take_over(
+        self, transfer: Transfer, state_of: Callable[[str], CustomerState]
+    ) -> list[Output]:
+        """Combine a loser's state into the winner's, or pass it on if the winner has since
+        lost a merge itself."""
+        onward = self.store.get(_merged_key(transfer.winner))
+        if onward is not None:
+            winner = onward.decode()
+            return [
+                Output(
+                    "resolved",
+                    winner.encode(),
+                    transfer_record(winner, transfer.loser, transfer.state),
+                )
+            ]
+        flags = self.engine.combine(
+            state_of(transfer.winner), load_state(transfer.state), transfer.winner
+        )
+        return [Output("flags", transfer.winner.encode(), flag_record(f)) for f in flags]
 
     def tick(self) -> list[Output]:
         """Raise the flags of every deadline event time has passed (per channel)."""

@@ -58,9 +58,11 @@ class Flag:
     evidence: tuple[str, ...]
 
 
-def flag_id(customer_id: str, rule_id: str, episode: str) -> str:
-    """The same episode of the same rule for the same customer always gets the same id."""
-    digest = hashlib.sha1(f"{customer_id}|{rule_id}|{episode}".encode(), usedforsecurity=False)
+def flag_id(rule_id: str, episode: str) -> str:
+    """The same episode of the same rule always gets the same id. An episode is named by
+    event ids (unique platform-wide), not by customer: when two profiles merge, an episode
+    raised again under the surviving id keeps its id, so the flag is still one flag."""
+    digest = hashlib.sha1(f"{rule_id}|{episode}".encode(), usedforsecurity=False)
     return digest.hexdigest()[:20]
 
 

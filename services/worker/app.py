@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -21,11 +21,14 @@ from faust.types import StreamT
 from mode.types.signals import BaseSignalT
 
 from schemas.records import SourceRecord
+from services.identity.graph import GuardRails
+from services.identity.stage import IdentityStage
 from services.journeys.engine import Engine
 from services.journeys.loader import configured_maps_dir, load_maps
 from services.journeys.stage import JourneyStage
+from services.routing import Output
 from services.settings import Settings, bootstrap_servers
-from services.worker.journey import TableStore, touchpoint_of
+from services.worker.journey import TableStore, item_of
 from services.worker.triage import triage
 
 log = logging.getLogger("touchstream.worker")
@@ -48,8 +51,8 @@ def _origin(message: Any) -> SourceRecord:
 
 
 def create_app(settings: Settings, broker_url: str) -> faust.App:
-    """The worker's Faust app: topics, the ``validate`` and ``journey`` agents, the journey
-    state table and the deadline timer."""
+    """The worker's Faust app: topics, the ``validate``, ``identity`` and ``journey`` agents,
+    their tables and the deadline timer."""
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in bootstrap_servers(broker_url)],
@@ -67,10 +70,10 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     )
     topics = settings.topics
 
-    def bytes_topic(name: str) -> faust.TopicT:
+    def bytes_topic(name: str, partitions: int = settings.partitions) -> faust.TopicT:
         return app.topic(
             name,
-            partitions=settings.partitions,
+            partitions=partitions,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -78,11 +81,22 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         )
 
     raw_topic = bytes_topic(topics.raw)
-    outputs = {"resolved": bytes_topic(topics.resolved), "dlq": bytes_topic(topics.dlq)}
+    outputs = {
+        "valid": bytes_topic(topics.valid, partitions=1),
+        "resolved": bytes_topic(topics.resolved),
+        "identity": bytes_topic(topics.identity),
+        "dlq": bytes_topic(topics.dlq),
+        "transitions": bytes_topic(topics.transitions),
+        "flags": bytes_topic(topics.flags),
+    }
     counts: Counter[str] = Counter()
 
+    async def send(out: Output) -> None:
+        await outputs[out.route].send(key=out.key, value=out.value, partition=out.partition)
+        counts[out.route] += 1
+
     async def validate(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        """Route each raw event to ``resolved`` or, with its reasons, to ``dlq``.
+        """Route each raw event to ``valid`` or, with its reasons, to ``dlq``.
 
         ``triage`` never raises. Should sending fail, the process exits at once without
         committing: Faust would otherwise ack the batch, and a restart must re-read it.
@@ -92,29 +106,41 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
                 settings.worker_batch_size, within=settings.worker_batch_timeout
             ):
                 for event in events:
-                    routed = triage(event.value, _origin(event.message), key=event.message.key)
-                    await outputs[routed.route].send(key=routed.key, value=routed.value)
-                    counts[routed.route] += 1
+                    await send(triage(event.value, _origin(event.message), key=event.message.key))
                 yield None
         except Exception:
             _exit_uncommitted("validate")
 
     app.agent(raw_topic, name="validate")(validate)
-    stage = _journey_stage(app, settings)
-    journey_outputs = {
-        "transitions": bytes_topic(topics.transitions),
-        "flags": bytes_topic(topics.flags),
-    }
+    identity = _identity_stage(app, settings)
 
-    async def journey(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        """Move customers through the journey maps; send transitions and flags."""
+    async def resolve(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        """The identity coordinator: one partition, so every identity decision is ordered."""
         try:
             async for events in cast(Stream[bytes], stream).take_events(
                 settings.worker_batch_size, within=settings.worker_batch_timeout
             ):
-                for out in stage.apply(touchpoint_of(event.value) for event in events):
-                    await journey_outputs[out.route].send(key=out.key, value=out.value)
-                    counts[out.route] += 1
+                for event in events:
+                    for out in identity.resolve(event.value, event.message.offset):
+                        await send(out)
+                for out in identity.flush(settings.partitions):
+                    await send(out)
+                yield None
+        except Exception:
+            _exit_uncommitted("identity")
+
+    app.agent(outputs["valid"], name="identity")(resolve)
+    stage = _journey_stage(app, settings)
+
+    async def journey(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        """Move customers through the journey maps; send transitions, flags and transfers."""
+        try:
+            async for events in cast(Stream[bytes], stream).take_events(
+                settings.worker_batch_size, within=settings.worker_batch_timeout
+            ):
+                items = (item_of(e.value, e.message.partition) for e in events)
+                for out in stage.apply(items):
+                    await send(out)
                 yield None
         except Exception:
             _exit_uncommitted("journey")
@@ -124,12 +150,23 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     async def expire_deadlines() -> None:
         try:
             for out in stage.tick():
-                await journey_outputs[out.route].send(key=out.key, value=out.value)
-                counts[out.route] += 1
+                await send(out)
         except Exception:
             _exit_uncommitted("journey deadlines")
 
     app.timer(interval=settings.deadline_check_interval)(expire_deadlines)
+
+    async def advance_event_time() -> None:
+        """Watermarks also move when raw partitions go idle, with no batch to trigger it."""
+        if not identity.owned:
+            return
+        try:
+            for out in identity.flush(settings.partitions):
+                await send(out)
+        except Exception:
+            _exit_uncommitted("identity watermarks")
+
+    app.timer(interval=settings.deadline_check_interval)(advance_event_time)
 
     async def report_progress() -> None:
         if counts:
@@ -138,13 +175,41 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     app.timer(interval=10.0)(report_progress)
 
     async def mark_ready(sender: Any, /, *_: Any, signal: BaseSignalT[Any], **__: Any) -> None:
+        assigned = app.consumer.assignment()
+        stage.assign(tp.partition for tp in assigned if tp.topic == topics.resolved)
         stage.rebuild_index(stage.store)
+        identity.owned = any(tp.topic == topics.valid for tp in assigned)
+        identity.recover()
         marker = ready_marker(settings)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(datetime.now(UTC).isoformat())
 
     app.on_rebalance_complete.connect(mark_ready)
     return app
+
+
+def _identity_stage(app: faust.App, settings: Settings) -> IdentityStage:
+    """The identity stage over a one-partition changelog-backed table (graph + event time)."""
+    table = app.Table(
+        "identity-graph",
+        partitions=1,
+        key_type=bytes,
+        value_type=bytes,
+        use_partitioner=True,
+    )
+    rails = GuardRails(
+        max_emails=settings.identity_max_emails,
+        max_phones=settings.identity_max_phones,
+        max_anonymous_ids=settings.identity_max_anonymous_ids,
+        max_accounts=settings.identity_max_account_ids,
+        max_loyalty_ids=settings.identity_max_loyalty_ids,
+    )
+    return IdentityStage(
+        cast(MutableMapping[bytes, bytes], table),
+        rails=rails,
+        lateness=timedelta(seconds=settings.allowed_lateness),
+        idle_timeout=settings.watermark_idle_timeout,
+    )
 
 
 def _journey_stage(app: faust.App, settings: Settings) -> JourneyStage:
@@ -160,7 +225,7 @@ def _journey_stage(app: faust.App, settings: Settings) -> JourneyStage:
         value_type=bytes,
         use_partitioner=True,
     )
-    return JourneyStage(engine, TableStore(table))
+    return JourneyStage(engine, TableStore(table), event_time="records")
 
 
 def _exit_uncommitted(agent: str) -> NoReturn:

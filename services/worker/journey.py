@@ -4,21 +4,41 @@ journey stage's byte store."""
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from services.journeys.stage import Item, Merged, Transfer, Watermark
 from services.journeys.state import Touchpoint
 
 
-def touchpoint_of(value: bytes) -> tuple[str, Touchpoint]:
-    """``(customer, touchpoint)`` from an AcceptedEvent record. The customer is the resolved
-    ``customer_id`` once identity resolution sets it, else the partition key."""
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def item_of(value: bytes, partition: int) -> Item:
+    """What a ``touchpoints.resolved`` record means to the journey stage: an event of a
+    customer, or a control record of identity resolution (merge, transfer, watermark)."""
     record = orjson.loads(value)
+    control = record.get("control")
+    if control is None:
+        return touchpoint_of(record)
+    if control == "watermark":
+        return Watermark(partition, {c: _at(ms) for c, ms in record["channels"].items()})
+    if control == "merge":
+        return Merged(record["winner"], record["loser"], record["event_id"])
+    if control == "transfer":
+        return Transfer(record["winner"], record["loser"], orjson.dumps(record["state"]))
+    raise ValueError(f"unknown control record {control!r} on the resolved topic")
+
+
+def touchpoint_of(record: dict[str, Any]) -> tuple[str, Touchpoint]:
+    """``(customer, touchpoint)`` from an AcceptedEvent record. The customer is the resolved
+    ``customer_id`` (the partition key for a record that bypassed identity resolution)."""
     event = record["event"]
     customer = record.get("customer_id") or record["partition_key"]
-    occurred_at = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+    occurred_at = datetime.fromisoformat(event["occurred_at"])
     return customer, Touchpoint(event["event_id"], event["type"], occurred_at, event["attributes"])
 
 

@@ -7,23 +7,14 @@ letters with the original bytes and the reason (the poison-message policy).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from schemas.errors import ContractViolation, FieldError
 from schemas.events import decode_event
 from schemas.records import AcceptedEvent, DeadLetter, DeadLetterError, SourceRecord
+from services.routing import Output
 
 _EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([A-Za-z0-9._:-]{1,128})"')
-
-
-@dataclass(frozen=True, slots=True)
-class Routed:
-    """One output record: the topic role (``resolved`` or ``dlq``), key and value bytes."""
-
-    route: str
-    key: bytes | None
-    value: bytes
 
 
 def partition_key(kind: str, value: str) -> str:
@@ -37,8 +28,8 @@ def triage(
     *,
     key: bytes | None = None,
     now: datetime | None = None,
-) -> Routed:
-    """Validate ``raw``; route it to ``resolved`` keyed by its strongest identifier, or to
+) -> Output:
+    """Validate ``raw``; route it to ``valid`` keyed by its strongest identifier, or to
     ``dlq`` with the original bytes and every field-level reason."""
     try:
         event = decode_event(raw)
@@ -49,7 +40,7 @@ def triage(
             partition_key=pkey,
             origin=origin,
         )
-        return Routed("resolved", pkey.encode(), accepted.model_dump_json().encode())
+        return Output("valid", pkey.encode(), accepted.model_dump_json().encode())
     except ContractViolation as violation:
         return _dead(raw, origin, key, now, violation.reason, violation.errors)
     except Exception as error:  # a poison message must not stop the stream
@@ -64,7 +55,7 @@ def _dead(
     now: datetime | None,
     reason: str,
     errors: tuple[FieldError, ...],
-) -> Routed:
+) -> Output:
     found = _EVENT_ID.search(raw)
     letter = DeadLetter.create(
         reason=reason,
@@ -75,4 +66,4 @@ def _dead(
         payload=raw,
         dead_lettered_at=now or datetime.now(UTC),
     )
-    return Routed("dlq", key, letter.model_dump_json().encode())
+    return Output("dlq", key, letter.model_dump_json().encode())

@@ -62,9 +62,9 @@ def test_scenario_raises_exactly_the_expected_flags(
     flags = _flags(settings, 3)
     got = sorted((f["customer_id"], f["rule_id"], tuple(f["evidence"])) for f in flags)
     assert got == [
-        ("customer_id:cus-a", "payment_failed", ("a-1",)),
-        ("customer_id:cus-b", "checkout_abandoned", ("b-1",)),
-        ("customer_id:cus-e", "low_csat", ("e-1",)),
+        ("cus-a", "payment_failed", ("a-1",)),
+        ("cus-b", "checkout_abandoned", ("b-1",)),
+        ("cus-e", "low_csat", ("e-1",)),
     ]
     abandoned = next(f for f in flags if f["rule_id"] == "checkout_abandoned")
     assert (abandoned["journey"], abandoned["stage"], abandoned["channel"]) == (
@@ -79,8 +79,8 @@ def test_scenario_raises_exactly_the_expected_flags(
         for r in read_to_end(settings.broker_url or "", settings.topics.transitions)
     ]
     moves = {(t["customer_id"], t["journey"], t["to_stage"]) for t in transitions}
-    assert ("customer_id:cus-c", "purchase", "purchased") in moves
-    assert ("customer_id:cus-b", "purchase", "checkout") in moves
+    assert ("cus-c", "purchase", "purchased") in moves
+    assert ("cus-b", "purchase", "checkout") in moves
 
     env = cli_env(settings.data_dir, **settings.to_env())
     listed = run_cli("friction", "list", "--format", "json", env=env)
@@ -89,6 +89,6 @@ def test_scenario_raises_exactly_the_expected_flags(
         "low_csat",
         "payment_failed",
     ]
-    only = run_cli("friction", "list", "--customer", "customer_id:cus-e", env=env)
+    only = run_cli("friction", "list", "--customer", "cus-e", env=env)
     assert "low_csat" in only.stdout
     assert "payment_failed" not in only.stdout

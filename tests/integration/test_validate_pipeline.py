@@ -1,5 +1,5 @@
 """Valid and invalid events through the real broker and a real worker process:
-every sent record ends exactly once, in resolved or in the dead-letter topic."""
+every sent record ends exactly once, validated (on its way to identity) or dead-lettered."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def _invalid() -> dict[bytes, tuple[str, str]]:
 def _collect(settings: Settings, expected: int, timeout: float = 60.0) -> tuple[list, list]:
     deadline = time.monotonic() + timeout
     while True:
-        resolved = list(read_to_end(settings.broker_url or "", settings.topics.resolved))
+        resolved = list(read_to_end(settings.broker_url or "", settings.topics.valid))
         dead = list(read_to_end(settings.broker_url or "", settings.topics.dlq))
         if len(resolved) + len(dead) >= expected or time.monotonic() > deadline:
             return resolved, dead

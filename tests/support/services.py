@@ -87,6 +87,7 @@ def settings(broker: str, tmp_path: Path) -> Settings:
         log_level="INFO",
         startup_timeout=60,
         consumer_session_timeout=6,
+        watermark_idle_timeout=2,
     )
 
 

@@ -100,3 +100,54 @@ def test_the_same_events_in_the_same_order_give_the_same_ids() -> None:
     for key, owner in g.owner.items():  # every identifier points at a live profile holding it
         kind, _, value = key.partition(":")
         assert value in g.profiles[owner].identifiers[kind]
+
+
+def test_a_known_customer_wins_a_merge_over_an_older_anonymous_profile() -> None:
+    g = IdentityGraph()
+    anonymous = g.resolve({"anonymous_id": "anon-7"}, "e1").customer_id
+    g.resolve({"customer_id": "cus-7", "email": "g@x.com"}, "e2")
+    linked = g.resolve({"anonymous_id": "anon-7", "email": "g@x.com"}, "e3")
+    assert linked.customer_id == "cus-7"
+    (merge,) = linked.merges
+    assert (merge.winner, merge.loser, merge.reason) == ("cus-7", anonymous, "linked")
+
+
+def test_identifying_renames_the_profile_to_its_crm_id() -> None:
+    g = IdentityGraph()
+    anonymous = g.resolve({"anonymous_id": "anon-3"}, "e1").customer_id
+    assert anonymous.startswith("ts_")
+    login = g.resolve({"anonymous_id": "anon-3", "customer_id": "cus-3"}, "e2")
+    assert login.customer_id == "cus-3"
+    (merge,) = login.merges
+    assert (merge.winner, merge.loser, merge.event_id, merge.reason) == (
+        "cus-3",
+        anonymous,
+        "e2",
+        "identified",
+    )
+    assert merge.moved == ("anonymous_id:anon-3", "customer_id:cus-3")
+    assert anonymous not in g.profiles
+    assert g.resolve({"anonymous_id": "anon-3"}, "e3").customer_id == "cus-3"
+
+
+def test_positions_order_profiles_so_a_replay_picks_the_same_winner() -> None:
+    g = IdentityGraph()
+    g.resolve({"anonymous_id": "late"}, "e1", position=90)
+    early = g.resolve({"email": "h@x.com"}, "e2", position=10).customer_id
+    linked = g.resolve({"anonymous_id": "late", "email": "h@x.com"}, "e3", position=91)
+    assert linked.customer_id == early  # the lower position is the older profile
+
+
+def test_a_graph_over_byte_stores_resumes_where_it_stopped() -> None:
+    from services.identity.stage import IdentityStage
+
+    table: dict[bytes, bytes] = {}
+    first = IdentityStage(table).graph
+    first.resolve({"anonymous_id": "a1"}, "e1", position=1)
+    first.resolve({"anonymous_id": "a1", "email": "i@x.com"}, "e2", position=2)
+    resumed = IdentityStage(table).graph  # a restarted worker: only the table survives
+    assert resumed.resolve({"email": "I@x.com"}, "e3", position=3).customer_id == (
+        first.resolve({"anonymous_id": "a1"}, "e4", position=4).customer_id
+    )
+    assert resumed.resolve({"email": "i@x.com", "customer_id": "cus-i"}, "e5").merges
+    assert IdentityStage(table).graph.resolve({"anonymous_id": "a1"}, "e6").customer_id == "cus-i"

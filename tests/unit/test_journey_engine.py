@@ -451,3 +451,97 @@ def test_two_sequence_rules_can_follow_the_same_flag() -> None:
         state, "c", ev("support.ticket_opened", 30 * M, ticket_id="t", topic="x", via="chat")
     ).flags
     assert {f.rule_id for f in flags} == {"digital_to_support", "payment_then_call"}
+
+
+# -- merges: one person's state built under two ids, combined -------------------------------
+
+
+def merged(winner: Customer, loser: Customer) -> list[Flag]:
+    new = winner.engine.combine(winner.state, loser.state, winner.id)
+    winner.flags += new
+    return new
+
+
+def test_contacts_under_two_profiles_count_together_after_a_merge() -> None:
+    known, by_phone = Customer("cus-1"), Customer("ts_phone")
+    ticket = {"topic": "delivery", "via": "phone"}
+    known.send(ev("support.ticket_opened", D, "t1", ticket_id="1", **ticket))
+    by_phone.send(ev("support.ticket_opened", 2 * D, "t2", ticket_id="2", **ticket))
+    by_phone.send(ev("support.ticket_opened", 3 * D, "t3", ticket_id="3", **ticket))
+    (flag,) = [f for f in merged(known, by_phone) if f.rule_id == "repeat_contact"]
+    assert (flag.customer_id, flag.evidence, flag.channel) == (
+        "cus-1",
+        ("t1", "t2", "t3"),
+        "support",
+    )
+
+
+def test_two_contacts_under_two_profiles_are_not_a_repeat() -> None:
+    known, by_phone = Customer("cus-1"), Customer("ts_phone")
+    ticket = {"topic": "delivery", "via": "phone"}
+    known.send(ev("support.ticket_opened", D, "t1", ticket_id="1", **ticket))
+    by_phone.send(ev("support.ticket_opened", 9 * D, "t2", ticket_id="2", **ticket))
+    assert "repeat_contact" not in [f.rule_id for f in merged(known, by_phone)]
+
+
+def test_an_anonymous_checkout_completed_after_login_is_no_abandonment() -> None:
+    anonymous, known = Customer("ts_anon"), Customer("cus-1")
+    anonymous.send(
+        ev("web.checkout_started", 0 * M, "s1", session_id="s", cart_value=5, currency="EUR")
+    )
+    known.send(ev("web.checkout_completed", 12 * M, "c1", order_id="o", amount=5, currency="EUR"))
+    assert merged(known, anonymous) == []  # the completion arrived before the state did
+    assert known.at(2 * H) == []
+    assert known.state.stages["purchase"].stage == "purchased"  # the later entry holds
+
+
+def test_an_abandoned_anonymous_checkout_is_flagged_once_under_the_winner() -> None:
+    anonymous, known = Customer("ts_anon"), Customer("cus-1")
+    anonymous.send(
+        ev("web.checkout_started", 0 * M, "s1", session_id="s", cart_value=5, currency="EUR")
+    )
+    known.send(ev("web.page_view", 5 * M, url="u", session_id="s"))
+    merged(known, anonymous)
+    (flag,) = known.at(2 * H)
+    assert (flag.rule_id, flag.customer_id, flag.evidence) == (
+        "checkout_abandoned",
+        "cus-1",
+        ("s1",),
+    )
+    assert known.at(3 * H) == []
+
+
+def test_friction_under_one_profile_then_a_ticket_under_the_other_is_digital_to_support() -> None:
+    anonymous, known = Customer("ts_anon"), Customer("cus-1")
+    for i in range(3):
+        anonymous.send(ev("web.form_error", i * M, f"f{i}", form="pay", error="x", session_id="s"))
+    known.send(ev("support.ticket_opened", 2 * H, "t1", ticket_id="1", topic="pay", via="chat"))
+    (flag,) = merged(known, anonymous)
+    assert flag.rule_id == "digital_to_support"
+    assert flag.evidence[-1] == "t1"
+    assert {"f0", "f1", "f2"} <= set(flag.evidence)
+
+
+def test_a_stall_the_other_profile_ended_late_is_flagged_and_duplicates_count_once() -> None:
+    anonymous, known = Customer("ts_anon"), Customer("cus-1")
+    view = ev("web.product_view", 0 * D, "v1", sku="k", session_id="s")
+    anonymous.send(view)
+    known.send(view)  # the same event delivered again after the merge, before the state
+    known.send(
+        ev("web.checkout_started", 9 * D, "s9", session_id="s", cart_value=1, currency="EUR")
+    )
+    (stall,) = [f for f in known.flags if f.rule_id == "stage_stall"]
+    assert stall.evidence == ("v1",)
+    # the anonymous visit's stall is the same episode: if raised again, it is the same flag
+    assert {f.flag_id for f in merged(known, anonymous)} <= {stall.flag_id}
+    assert len(known.state.seen) == 2
+
+
+def test_leaving_a_stage_after_its_budget_is_a_stall_in_event_time() -> None:
+    c = Customer()
+    c.send(ev("web.product_view", 0 * D, "v1", sku="k", session_id="s"))
+    (flag,) = c.send(ev("web.page_view", 8 * D, url="u", session_id="s"))
+    assert (flag.rule_id, flag.evidence, flag.occurred_at) == ("stage_stall", ("v1",), T0 + 7 * D)
+    c2 = Customer()
+    c2.send(ev("web.product_view", 0 * D, "v2", sku="k", session_id="s"))
+    assert c2.send(ev("web.page_view", 6 * D, url="u", session_id="s")) == []

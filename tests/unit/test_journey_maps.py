@@ -428,3 +428,13 @@ def test_yes_and_on_are_text_in_a_map(tmp_path: Path) -> None:
     text = VALID.replace("id: stall", "id: stall\n    description: yes")
     journey = load_map(write(tmp_path, text))
     assert journey.rules[-1].description == "yes"
+
+
+def test_a_rule_id_used_in_two_maps(tmp_path: Path) -> None:
+    for name in ("billing.yaml", "support.yaml"):
+        shutil.copy(default_maps_dir() / name, tmp_path / name)
+    support = (tmp_path / "support.yaml").read_text()
+    (tmp_path / "support.yaml").write_text(support.replace("id: low_csat", "id: payment_failed"))
+    message = broken(tmp_path, directory=True)
+    assert f"{tmp_path / 'support.yaml'}: rules[3] (payment_failed).id, line 36: " in message
+    assert f"rule id 'payment_failed' is also used in {tmp_path / 'billing.yaml'}" in message

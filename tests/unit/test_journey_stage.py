@@ -199,3 +199,53 @@ def test_outputs_are_keyed_by_customer_with_transitions_and_flags() -> None:
         None,
         "invoiced",
     )
+
+
+def test_a_merged_away_customer_hands_its_state_to_the_winner() -> None:
+    from services.journeys.stage import Merged, Transfer
+
+    loser_side, winner_side = JourneyStage(ENGINE, {}), JourneyStage(ENGINE, {})
+    ticket = {"topic": "t", "via": "phone"}
+    loser_side.apply(
+        [("ts_x", ev("support.ticket_opened", i * M, ticket_id=str(i), **ticket)) for i in (1, 2)]
+    )
+    (out,) = loser_side.apply([Merged("cus-9", "ts_x", "e-link")])
+    assert (out.route, out.key) == ("resolved", b"cus-9")
+    assert "ts_x" not in loser_side.store
+    assert loser_side.indexed == 0
+    record = orjson.loads(out.value)
+    assert (record["control"], record["winner"], record["loser"]) == ("transfer", "cus-9", "ts_x")
+
+    winner_side.apply([("cus-9", ev("support.ticket_opened", 3 * M, ticket_id="3", **ticket))])
+    transfer = Transfer("cus-9", "ts_x", orjson.dumps(record["state"]))
+    (flag,) = flags(winner_side.apply([transfer]))
+    assert (flag["rule_id"], flag["customer_id"]) == ("repeat_contact", "cus-9")
+    assert winner_side.indexed == 1  # the SLA deadlines of all three tickets, under cus-9
+
+
+def test_a_transfer_to_an_id_that_lost_a_merge_since_is_passed_on() -> None:
+    from services.journeys.stage import Merged, Transfer
+
+    stage = JourneyStage(ENGINE, {})
+    stage.apply([("ts_b", ev("web.page_view", M, url="u", session_id="s"))])
+    stage.apply([Merged("cus-c", "ts_b", "e-2")])  # ts_b went to cus-c before ts_a's state came
+    (out,) = stage.apply([Transfer("ts_b", "ts_a", b'{"v":1}')])
+    assert (out.route, out.key) == ("resolved", b"cus-c")
+    assert orjson.loads(out.value)["winner"] == "cus-c"
+
+
+def test_watermark_records_drive_deadlines_and_wait_for_every_partition() -> None:
+    from services.journeys.stage import Watermark
+
+    stage = JourneyStage(ENGINE, {}, event_time="records")
+    stage.assign([0, 1])
+    start = ev("web.checkout_started", 0 * M, session_id="s", cart_value=1, currency="EUR")
+    stage.apply([("cus-1", start), *heartbeat(3 * 60 * M, *ALL)])
+    assert stage.tick() == []  # events alone do not move event time here
+    late = dict.fromkeys(ALL, T0 + 40 * M)
+    stage.apply([Watermark(0, late)])
+    assert stage.tick() == []  # partition 1 has not told its event time yet
+    stage.apply([Watermark(1, {**late, "store": T0 + 20 * M})])
+    assert stage.tick() == []  # a store sale could still complete it
+    stage.apply([Watermark(1, late)])
+    assert [f["rule_id"] for f in flags(stage.tick())] == ["checkout_abandoned"]

@@ -22,7 +22,9 @@ def test_defaults_are_the_embedded_mode(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.topics.raw == "touchpoints.raw"
     assert settings.topics.all() == (
         "touchpoints.raw",
+        "touchpoints.valid",
         "touchpoints.resolved",
+        "identity.merges",
         "touchpoints.dlq",
         "journey.transitions",
         "friction.flags",

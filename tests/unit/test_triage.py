@@ -25,7 +25,7 @@ NOW = datetime(2026, 11, 12, 10, 0, 6, tzinfo=UTC)
 def test_valid_event_is_keyed_by_its_strongest_identifier() -> None:
     raw = dumps(example("store.pos_sale"))
     routed = triage(raw, ORIGIN, now=NOW)
-    assert routed.route == "resolved"
+    assert routed.route == "valid"
     assert routed.key == b"loyalty_id:LOY-88120"
     accepted = AcceptedEvent.model_validate_json(routed.value)
     assert accepted.event.event_id == "ex-store-pos-sale-0001"
