@@ -15,6 +15,7 @@ from services.cli import app
 from services.cli.options import BrokerOption, load_settings
 from services.kafka import read_to_end
 from services.runstate import resolve_broker_url
+from services.settings import Topics
 
 out = Console(highlight=False)
 friction_app = typer.Typer(
@@ -28,12 +29,25 @@ class Format(StrEnum):
     json = "json"
 
 
-def read_flags(broker_url: str, topic: str) -> list[dict[str, Any]]:
-    """The flags on ``topic``, once each (a redelivered event re-sends the same flag id)."""
+def read_flags(broker_url: str, topics: Topics) -> list[dict[str, Any]]:
+    """The flags on the flags topic, once each (a redelivered event re-sends the same flag
+    id), under the customer's current id: a flag raised before two profiles merged names
+    the winner, and ``raised_as`` the id it was raised under."""
+    winner: dict[str, str] = {}
+    for record in read_to_end(broker_url, topics.identity):
+        decision = orjson.loads(record.value)
+        if decision.get("kind") == "merge":
+            winner[decision["loser"]] = decision["winner"]
     unique: dict[str, dict[str, Any]] = {}
-    for record in read_to_end(broker_url, topic):
+    for record in read_to_end(broker_url, topics.flags):
         flag = orjson.loads(record.value)
         unique.setdefault(flag["flag_id"], flag)
+    for flag in unique.values():
+        current, hops = flag["customer_id"], 0
+        while current in winner and hops < len(winner):  # a merged winner may lose again
+            current, hops = winner[current], hops + 1
+        if current != flag["customer_id"]:
+            flag["raised_as"], flag["customer_id"] = flag["customer_id"], current
     return sorted(unique.values(), key=lambda f: (f["occurred_at"], f["rule_id"]))
 
 
@@ -72,21 +86,16 @@ def friction_list(
         Format.table
     ),
 ) -> None:
-    """List friction flags: rule, severity, customer, journey and stage, event time, evidence."""
+    """List friction flags: rule, severity, customer, journey and stage, event time, evidence.
+
+    Customers are shown by their current id (flags raised before a merge included)."""
     settings = load_settings(broker_url=broker)
-    unique: dict[str, dict[str, Any]] = {}
-    for record in read_to_end(resolve_broker_url(settings), settings.topics.flags):
-        flag = orjson.loads(record.value)
-        unique.setdefault(flag["flag_id"], flag)  # a redelivered event re-sends the same flag
-    flags = sorted(
-        (
-            f
-            for f in unique.values()
-            if (customer is None or f["customer_id"] == customer)
-            and (rule is None or f["rule_id"] == rule)
-        ),
-        key=lambda f: f["occurred_at"],
-    )[-limit:]
+    flags = [
+        f
+        for f in read_flags(resolve_broker_url(settings), settings.topics)
+        if (customer is None or f["customer_id"] == customer)
+        and (rule is None or f["rule_id"] == rule)
+    ][-limit:]
     if output is Format.json:
         for flag in flags:
             print(orjson.dumps(flag).decode())

@@ -179,7 +179,7 @@ def _settled_flags(broker_url: str, settings: Settings) -> list[dict[str, Any]]:
     flags: list[dict[str, Any]] = []
     while time.monotonic() < deadline and time.monotonic() - quiet_since < 2:
         time.sleep(0.5)
-        latest = read_flags(broker_url, settings.topics.flags)
+        latest = read_flags(broker_url, settings.topics)
         if len(latest) != len(flags):
             flags, quiet_since = latest, time.monotonic()
     return flags

@@ -92,3 +92,69 @@ def test_scenario_raises_exactly_the_expected_flags(
     only = run_cli("friction", "list", "--customer", "cus-e", env=env)
     assert "low_csat" in only.stdout
     assert "payment_failed" not in only.stdout
+
+
+def anonymous_then_known() -> list[bytes]:
+    """Ana browses anonymously, fails a form three times and starts a checkout, logs in
+    (anon-ana + cus-ana), completes the checkout, and calls support by email."""
+    day = "2026-11-02T"
+
+    def ev(type_: str, event_id: str, identity: dict[str, str], at: str, **attrs: Any) -> bytes:
+        base = example(type_, event_id=event_id, identity=identity, occurred_at=f"{day}{at}Z")
+        base["attributes"].update(attrs)
+        return dumps(base)
+
+    anon = {"anonymous_id": "anon-ana"}
+    return [
+        ev("web.product_view", "n-1", anon, "09:00:00", session_id="s1"),
+        *(
+            ev("web.form_error", f"n-f{i}", anon, f"09:0{i + 1}:00", session_id="s1")
+            for i in range(3)
+        ),
+        ev("web.checkout_started", "n-2", anon, "09:05:00", session_id="s1"),
+        ev(
+            "web.login", "n-3", {**anon, "customer_id": "cus-ana", "email": "ana@x.com"}, "09:06:00"
+        ),
+        ev("web.checkout_completed", "n-4", {"customer_id": "cus-ana"}, "09:15:00"),
+        ev("support.ticket_opened", "n-5", {"email": "ANA@x.com"}, "11:00:00", ticket_id="T1"),
+        ev("support.ticket_resolved", "n-6", {"email": "ana@x.com"}, "11:30:00", ticket_id="T1"),
+        ev("web.page_view", "h-9", {"customer_id": "cus-h"}, "13:00:00"),
+        ev("store.visit", "h-10", {"customer_id": "cus-h"}, "13:00:00"),
+    ]
+
+
+def test_an_anonymous_visitor_who_logs_in_is_one_customer_on_one_journey(
+    settings: Settings, worker: ManagedProcess
+) -> None:
+    result = emit_lines(
+        settings.broker_url or "", settings.topics.raw, enumerate(anonymous_then_known(), 1)
+    )
+    assert result.failed == []
+    _flags(settings, 2)
+    time.sleep(4)  # the watermark passes 09:35 once the partitions are idle (2 s in tests)
+    env = cli_env(settings.data_dir, **settings.to_env())
+    listed = run_cli("friction", "list", "--customer", "cus-ana", "--format", "json", env=env)
+    flags = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted(f["rule_id"] for f in flags) == ["digital_to_support", "form_error_loop"]
+    loop = next(f for f in flags if f["rule_id"] == "form_error_loop")
+    assert loop["evidence"] == ["n-f0", "n-f1", "n-f2"]
+    follow = next(f for f in flags if f["rule_id"] == "digital_to_support")
+    assert follow["evidence"][0] == loop["flag_id"]
+    assert follow["evidence"][-1] == "n-5"
+    merges = [
+        json.loads(r.value)
+        for r in read_to_end(settings.broker_url or "", settings.topics.identity)
+    ]
+    # how many merges depends on which raw partition was read first; all are the login's
+    assert {(m["kind"], m["event_id"]) for m in merges} == {("merge", "n-3")}
+    assert merges[-1]["winner"] == "cus-ana"
+    transitions = [
+        json.loads(r.value)
+        for r in read_to_end(settings.broker_url or "", settings.topics.transitions)
+    ]
+    ana = [
+        t["to_stage"]
+        for t in transitions
+        if t["customer_id"] == "cus-ana" and t["journey"] == "purchase"
+    ]
+    assert ana[-1] == "purchased"
