@@ -75,7 +75,8 @@ class EmbeddedStack:
                 self.broker.start(timeout=s.startup_timeout)
                 broker_url = self.broker.url
             created = ensure_topics(s, broker_url)
-            env = {**os.environ, env_name("broker_url"): broker_url}
+            # the children run with exactly these settings (a command may have adjusted some)
+            env = {**os.environ, **s.to_env(), env_name("broker_url"): broker_url}
             worker = self._child("worker", "worker", env)
             marker = ready_marker(s, worker.pid)
             self._wait(worker, "ready", marker.exists)

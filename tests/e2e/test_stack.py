@@ -106,7 +106,7 @@ def test_demo_accounts_for_every_payload_and_exits(tmp_path: Path) -> None:
     assert code == 0, demo.output
     assert "All 31 payloads accounted for: 24 processed + 7 dead-lettered = 31 sent." in demo.output
     assert "invalid/demo.jsonl:7 │ invalid_json" in demo.output
-    assert "Friction flagged by the journey maps: 7" in demo.output
+    assert "Friction flagged by the journey maps: 9" in demo.output
     for rule in ("payment_failed", "checkout_abandoned", "low_csat", "detractor_nps"):
         assert f"│ {rule}" in demo.output
     assert processes_of(data) == []
