@@ -41,7 +41,7 @@ def dump_state(state: CustomerState) -> bytes:
             for (r, m), p in state.pending.items()
         ]
     if state.completed:
-        body["d"] = [[r, m, _ms(t)] for (r, m), t in state.completed.items()]
+        body["d"] = [[r, m, _ms(t)] for (r, m), marks in state.completed.items() for t in marks]
     for name, memory in (("f", state.firsts), ("t", state.thens)):
         if memory:
             body[name] = {r: [[_ms(t), list(ev)] for t, ev in items] for r, items in memory.items()}
@@ -65,7 +65,7 @@ def load_state(data: bytes) -> CustomerState:
             _at(deadline), _at(started), tuple(evidence), channel, stage
         )
     for rule, match, at in body.get("d", []):
-        state.completed[(rule, match)] = _at(at)
+        state.completed.setdefault((rule, match), []).append(_at(at))
     for name, memory in (("f", state.firsts), ("t", state.thens)):
         for rule, items in body.get(name, {}).items():
             memory[rule] = [(_at(t), tuple(ev)) for t, ev in items]

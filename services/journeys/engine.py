@@ -285,9 +285,10 @@ class Engine:
             if pending is not None and pending.started_at <= event.occurred_at <= pending.deadline:
                 del state.pending[key]
             else:
-                state.completed[key] = max(
-                    event.occurred_at, state.completed.get(key, event.occurred_at)
-                )
+                marks = state.completed.setdefault(key, [])
+                if event.occurred_at not in marks:
+                    marks.append(event.occurred_at)
+                    marks.sort()
                 _forget_oldest_completions(state, rule.id)
         if event.type in rule.start:
             deadline = (
@@ -297,9 +298,14 @@ class Engine:
             )
             if deadline is None:
                 return
-            done = state.completed.get(key)
-            if done is not None and event.occurred_at <= done <= deadline:
+            if _completes(state, key, event.occurred_at, deadline):
                 return  # completed before this start was seen (it arrived late)
+            existing = state.pending.get(key)
+            if existing is not None and existing.deadline < event.occurred_at:
+                # a new episode while the last one's deadline is past but not yet checked:
+                # keep the old one (it fires at its deadline) under its own key
+                state.pending[(rule.id, f"{match}@{existing.evidence[0]}")] = existing
+                del state.pending[key]
             if key not in state.pending:
                 state.pending[key] = Pending(
                     deadline, event.occurred_at, (event.event_id,), event.channel, stage
@@ -394,10 +400,9 @@ class Engine:
             elif first[0] >= at - rule.within - self.lateness:
                 waiting.append(first)
         state.firsts[rule.id] = waiting
-        thens = [
-            t for t in state.thens.get(rule.id, []) if t[0] >= at - rule.within - self.lateness
-        ]
-        state.thens[rule.id] = sorted([*thens, then])[-SEQUENCE_MEMORY:]
+        # kept by count, not by time: an ``after`` flagged late (a deadline checked days
+        # after it passed, a lagging feed) still finds the ``then`` that followed it
+        state.thens[rule.id] = sorted({*state.thens.get(rule.id, []), then})[-SEQUENCE_MEMORY:]
 
     def _follow_flags(
         self, state: CustomerState, customer_id: str, flags: Iterable[Flag], outcome: Outcome
@@ -440,14 +445,13 @@ class Engine:
             self._window(
                 state, customer_id, journey, rule, stage, channel, (rule_id, per), seen, outcome
             )
-        for key, at in other.completed.items():
-            state.completed[key] = max(at, state.completed.get(key, at))
+        for key, marks in other.completed.items():
+            state.completed[key] = sorted({*state.completed.get(key, []), *marks})
             _forget_oldest_completions(state, key[0])
         for key, pending in other.pending.items():
             state.pending.setdefault(key, pending)
         for key, pending in list(state.pending.items()):
-            done = state.completed.get(key)
-            if done is not None and pending.started_at <= done <= pending.deadline:
+            if _completes(state, key, pending.started_at, pending.deadline):
                 del state.pending[key]  # one side started it, the other completed it
         for rule_id, firsts in other.firsts.items():
             journey, rule = self._rule_by_id[rule_id]
@@ -580,9 +584,20 @@ def _forget_oldest_completions(state: CustomerState, rule_id: str) -> None:
     """Keep a rule's newest ``COMPLETION_MEMORY`` completion marks. Bounded by count, not by
     time: a start may arrive long after its completion when a merged profile's state is
     transferred, and the mark must still be there to cancel it."""
-    marks = sorted((at, key) for key, at in state.completed.items() if key[0] == rule_id)
-    for _, key in marks[:-COMPLETION_MEMORY]:
-        del state.completed[key]
+    marks = sorted(
+        (at, key) for key, times in state.completed.items() if key[0] == rule_id for at in times
+    )
+    for at, key in marks[:-COMPLETION_MEMORY]:
+        state.completed[key].remove(at)
+        if not state.completed[key]:
+            del state.completed[key]
+
+
+def _completes(
+    state: CustomerState, key: tuple[str, str], started_at: datetime, deadline: datetime
+) -> bool:
+    """A completion seen before its start (it arrived late, or came with a merge) closes it."""
+    return any(started_at <= at <= deadline for at in state.completed.get(key, ()))
 
 
 def _types_of(rule: Any) -> set[str]:

@@ -91,7 +91,7 @@ class CustomerState:
     stages: dict[str, StageVisit] = field(default_factory=dict)
     counts: dict[tuple[str, str], list[tuple[datetime, str]]] = field(default_factory=dict)
     pending: dict[tuple[str, str], Pending] = field(default_factory=dict)
-    completed: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    completed: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
     firsts: dict[str, list[tuple[datetime, tuple[str, ...]]]] = field(default_factory=dict)
     thens: dict[str, list[tuple[datetime, tuple[str, ...]]]] = field(default_factory=dict)
     seen: deque[int] = field(default_factory=lambda: deque(maxlen=SEEN_EVENT_IDS))

@@ -545,3 +545,36 @@ def test_leaving_a_stage_after_its_budget_is_a_stall_in_event_time() -> None:
     c2 = Customer()
     c2.send(ev("web.product_view", 0 * D, "v2", sku="k", session_id="s"))
     assert c2.send(ev("web.page_view", 6 * D, url="u", session_id="s")) == []
+
+
+# -- results must not depend on when deadlines are checked ----------------------------------
+
+
+def checkout(at: timedelta, event_id: str) -> Touchpoint:
+    return ev("web.checkout_started", at, event_id, session_id="s", cart_value=1, currency="EUR")
+
+
+def test_a_second_checkout_after_the_first_deadline_is_its_own_episode_unchecked() -> None:
+    c = Customer()
+    c.send(checkout(0 * D, "k1"), checkout(2 * D, "k2"))  # no deadline check in between
+    assert sorted(f.evidence for f in c.at(3 * D)) == [("k1",), ("k2",)]
+
+
+def test_a_ticket_after_a_friction_flagged_late_still_pairs() -> None:
+    c = Customer()
+    ticket = {"topic": "pay", "via": "chat"}
+    c.send(checkout(0 * H, "k1"))
+    c.send(ev("support.ticket_opened", 2 * H, "t1", ticket_id="1", **ticket))
+    c.send(ev("support.ticket_opened", 3 * D, "t2", ticket_id="2", **ticket))
+    flagged = c.at(4 * D)  # the abandonment is found only now
+    follow = [f for f in flagged if f.rule_id == "digital_to_support"]
+    assert [f.evidence[-1] for f in follow] == ["t1"]
+
+
+def test_an_earlier_completion_is_not_hidden_by_a_later_one() -> None:
+    c = Customer()
+    sale = {"store_id": "s1", "amount": 5, "currency": "EUR"}
+    c.send(ev("store.pos_sale", 16 * M, "p1", order_id="o1", **sale))
+    c.send(ev("store.pos_sale", 2 * D, "p2", order_id="o2", **sale))
+    c.send(checkout(0 * M, "k1"))  # the start arrives after both sales
+    assert "checkout_abandoned" not in [f.rule_id for f in c.at(3 * D)]
