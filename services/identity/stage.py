@@ -5,7 +5,9 @@ resolves its identifiers to a customer with the :class:`IdentityGraph`, and emit
 
 - the event, with its ``customer_id``, on ``resolved`` keyed by that customer;
 - before it, for each merge, a ``merge`` control record keyed by the *losing* id, so the
-  journey stage moves the loser's state to the winner (in order after the loser's events);
+  journey stage moves the loser's state to the winner (in order after the loser's events),
+  and an ``expect`` record keyed by the winner, which holds the winner's deadlines until
+  that state has arrived;
 - merges and refusals on ``identity`` for the CRM store and review;
 - ``watermark`` control records to every ``resolved`` partition: per channel, the event time
   every active raw partition has passed, less the allowed lateness. Deadlines fire on these,
@@ -30,7 +32,8 @@ _WATERMARK_KEY = b"watermark:raw"
 
 
 def resolved_control(kind: str, **fields: Any) -> bytes:
-    """A control record on the resolved topic (``merge``, ``transfer`` or ``watermark``)."""
+    """A control record on the resolved topic (``merge``, ``expect``, ``transfer`` or
+    ``watermark``)."""
     return orjson.dumps({"control": kind, **fields})
 
 
@@ -113,6 +116,9 @@ class IdentityStage:
                 "merge", winner=merge.winner, loser=merge.loser, event_id=merge.event_id
             )
             outputs.append(Output("resolved", merge.loser.encode(), control))
+            # the winner holds its deadlines until the loser's state has arrived
+            expect = resolved_control("expect", winner=merge.winner, loser=merge.loser)
+            outputs.append(Output("resolved", merge.winner.encode(), expect))
             outputs.append(
                 Output("identity", merge.winner.encode(), merge_record(merge, occurred_at))
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
@@ -21,7 +21,7 @@ from services.journeys.engine import Engine, watermark
 from services.journeys.state import CustomerState, Flag, Touchpoint, Transition
 from services.routing import Output
 
-__all__ = ["JourneyStage", "Merged", "Output", "Transfer", "Watermark"]
+__all__ = ["Expected", "JourneyStage", "Merged", "Output", "Transfer", "Watermark"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +35,23 @@ class Merged:
 
 
 @dataclass(frozen=True, slots=True)
+class Expected:
+    """``winner`` will receive ``loser``'s state: its deadlines wait for it (a completion in
+    the loser's state may cancel one of them)."""
+
+    winner: str
+    loser: str
+
+
+@dataclass(frozen=True, slots=True)
 class Transfer:
-    """The state ``loser`` had built, on its way to ``winner``."""
+    """The state ``loser`` had built, on its way to ``winner``, with the transfers the loser
+    itself was still waiting for."""
 
     winner: str
     loser: str
     state: bytes
+    awaiting: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +63,10 @@ class Watermark:
     channels: dict[str, datetime]
 
 
-Item = tuple[str, Touchpoint] | Merged | Transfer | Watermark
-MERGED = "\x00merged\x00"  # store key prefix: a merged-away id -> the id it went to
+Item = tuple[str, Touchpoint] | Merged | Expected | Transfer | Watermark
+CONTROL = "\x00"  # store keys starting with it are not customers:
+MERGED = CONTROL + "merged\x00"  # a merged-away id -> the id it went to
+AWAITING = CONTROL + "awaiting\x00"  # a winner -> {loser: waiting | arrived}
 
 
 def _merged_key(customer: str) -> str:
@@ -68,9 +81,15 @@ def transition_record(transition: Transition) -> bytes:
     return orjson.dumps(transition)
 
 
-def transfer_record(winner: str, loser: str, state: bytes) -> bytes:
+def transfer_record(winner: str, loser: str, state: bytes, awaiting: dict[str, str]) -> bytes:
     return orjson.dumps(
-        {"control": "transfer", "winner": winner, "loser": loser, "state": orjson.Fragment(state)}
+        {
+            "control": "transfer",
+            "winner": winner,
+            "loser": loser,
+            "state": orjson.Fragment(state),
+            "awaiting": awaiting,
+        }
     )
 
 
@@ -100,7 +119,7 @@ class JourneyStage:
         """After partitions are (re)assigned: index the deadlines of the customers now owned."""
         self._due, self._indexed = [], {}
         for customer in customers:
-            if not customer.startswith(MERGED):
+            if not customer.startswith(CONTROL):
                 self._index(customer, load_state(self.store[customer]))
 
     def assign(self, partitions: Iterable[int]) -> None:
@@ -156,6 +175,8 @@ class JourneyStage:
                 self.marks[item.partition] = item.channels
             elif isinstance(item, Merged):
                 outputs += self._hand_over(item, states)
+            elif isinstance(item, Expected):
+                self._note_awaiting(item.winner, {item.loser: "waiting"})
             else:
                 outputs += self._take_over(item, state_of)
         for customer, state in states.items():
@@ -164,16 +185,20 @@ class JourneyStage:
         return outputs
 
     def _hand_over(self, merged: Merged, states: dict[str, CustomerState]) -> list[Output]:
-        """The loser's state leaves this store for the winner's partition."""
+        """The loser's state (empty if it had none: the winner waits for it either way)
+        leaves this store for the winner's partition."""
         state = states.pop(merged.loser, None)
         raw = dump_state(state) if state is not None else self.store.get(merged.loser)
         if merged.loser in self.store:
             del self.store[merged.loser]
         self.store[_merged_key(merged.loser)] = merged.winner.encode()  # for late transfers
         self._indexed.pop(merged.loser, None)
-        if raw is None:
-            return []
-        value = transfer_record(merged.winner, merged.loser, raw)
+        awaiting = self._awaiting(merged.loser)
+        if awaiting:
+            del self.store[AWAITING + merged.loser]
+        value = transfer_record(
+            merged.winner, merged.loser, raw or dump_state(CustomerState()), awaiting
+        )
         return [Output("resolved", merged.winner.encode(), value)]
 
     def _take_over(
@@ -184,17 +209,34 @@ class JourneyStage:
         onward = self.store.get(_merged_key(transfer.winner))
         if onward is not None:
             winner = onward.decode()
-            return [
-                Output(
-                    "resolved",
-                    winner.encode(),
-                    transfer_record(winner, transfer.loser, transfer.state),
-                )
-            ]
+            value = transfer_record(winner, transfer.loser, transfer.state, transfer.awaiting)
+            return [Output("resolved", winner.encode(), value)]
         flags = self.engine.combine(
             state_of(transfer.winner), load_state(transfer.state), transfer.winner
         )
+        self._note_awaiting(transfer.winner, {**transfer.awaiting, transfer.loser: "arrived"})
         return [Output("flags", transfer.winner.encode(), flag_record(f)) for f in flags]
+
+    def _awaiting(self, customer: str) -> dict[str, str]:
+        raw = self.store.get(AWAITING + customer)
+        return orjson.loads(raw) if raw is not None else {}
+
+    def _note_awaiting(self, customer: str, news: dict[str, str]) -> None:
+        """An expected transfer and its arrival cancel out, in whichever order they come."""
+        awaiting = self._awaiting(customer)
+        for loser, status in news.items():
+            if awaiting.get(loser, status) != status:
+                del awaiting[loser]
+            else:
+                awaiting[loser] = status
+        if awaiting:
+            self.store[AWAITING + customer] = orjson.dumps(awaiting)
+        elif AWAITING + customer in self.store:
+            del self.store[AWAITING + customer]
+
+    def waiting(self, customer: str) -> bool:
+        """Whether a merged profile's state is still on its way to ``customer``."""
+        return "waiting" in self._awaiting(customer).values()
 
     def tick(self) -> list[Output]:
         """Raise the flags of every deadline event time has passed (per channel)."""
@@ -210,6 +252,9 @@ class JourneyStage:
                 continue  # stale entry: the customer's earliest deadline changed since
             del self._indexed[customer]
             state = load_state(self.store[customer])
+            if self.waiting(customer):
+                waiting.append((customer, state))  # a merged state is on its way: not yet
+                continue
             flags = self.engine.expire(state, customer, marks)
             if flags:
                 self.store[customer] = dump_state(state)

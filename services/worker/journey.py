@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from services.journeys.stage import Item, Merged, Transfer, Watermark
+from services.journeys.stage import Expected, Item, Merged, Transfer, Watermark
 from services.journeys.state import Touchpoint
 
 
@@ -19,7 +19,8 @@ def _at(ms: int) -> datetime:
 
 def item_of(value: bytes, partition: int) -> Item:
     """What a ``touchpoints.resolved`` record means to the journey stage: an event of a
-    customer, or a control record of identity resolution (merge, transfer, watermark)."""
+    customer, or a control record of identity resolution (merge, expect, transfer,
+    watermark)."""
     record = orjson.loads(value)
     control = record.get("control")
     if control is None:
@@ -28,8 +29,11 @@ def item_of(value: bytes, partition: int) -> Item:
         return Watermark(partition, {c: _at(ms) for c, ms in record["channels"].items()})
     if control == "merge":
         return Merged(record["winner"], record["loser"], record["event_id"])
+    if control == "expect":
+        return Expected(record["winner"], record["loser"])
     if control == "transfer":
-        return Transfer(record["winner"], record["loser"], orjson.dumps(record["state"]))
+        state = orjson.dumps(record["state"])
+        return Transfer(record["winner"], record["loser"], state, record.get("awaiting", {}))
     raise ValueError(f"unknown control record {control!r} on the resolved topic")
 
 

@@ -61,16 +61,18 @@ def test_a_merge_goes_to_the_loser_before_the_linking_event_goes_to_the_winner()
     anonymous = stage.resolve(
         accepted("web.product_view", "e1", {"anonymous_id": "a1"}, timedelta()), 0
     )[0].key
+    assert anonymous is not None
     outputs = stage.resolve(
         accepted("web.login", "e2", {"anonymous_id": "a1", "customer_id": "cus-2"}, timedelta()),
         1,
     )
     resolved = records(outputs, "resolved")
-    assert [key for key, _ in resolved] == [anonymous, b"cus-2"]
+    assert [key for key, _ in resolved] == [anonymous, b"cus-2", b"cus-2"]
+    assert resolved[1][1] == {"control": "expect", "winner": "cus-2", "loser": anonymous.decode()}
     assert resolved[0][1] == {
         "control": "merge",
         "winner": "cus-2",
-        "loser": anonymous.decode() if anonymous else None,
+        "loser": anonymous.decode(),
         "event_id": "e2",
     }
     ((key, audit),) = records(outputs, "identity")

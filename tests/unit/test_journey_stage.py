@@ -249,3 +249,41 @@ def test_watermark_records_drive_deadlines_and_wait_for_every_partition() -> Non
     assert stage.tick() == []  # a store sale could still complete it
     stage.apply([Watermark(1, late)])
     assert [f["rule_id"] for f in flags(stage.tick())] == ["checkout_abandoned"]
+
+
+def test_the_winner_holds_its_deadlines_until_the_losers_state_arrives() -> None:
+    from services.journeys.stage import Expected, Merged, Transfer, Watermark
+
+    winner_side, loser_side = (
+        JourneyStage(ENGINE, {}, event_time="records"),
+        JourneyStage(ENGINE, {}),
+    )
+    sale = {"store_id": "s", "order_id": "o", "amount": 1, "currency": "EUR"}
+    loser_side.apply([("ts_l", ev("store.pos_sale", 10 * M, **sale))])  # completes it, elsewhere
+    start = ev("web.checkout_started", 0 * M, session_id="s", cart_value=1, currency="EUR")
+    winner_side.apply([Expected("cus-w", "ts_l"), ("cus-w", start)])
+    winner_side.apply([Watermark(0, dict.fromkeys(ALL, T0 + 2 * 60 * M))])
+    assert winner_side.tick() == []  # past the deadline, but the loser's state is due
+    (out,) = loser_side.apply([Merged("cus-w", "ts_l", "e-link")])
+    record = orjson.loads(out.value)
+    transfer = Transfer("cus-w", "ts_l", orjson.dumps(record["state"]), record["awaiting"])
+    assert flags(winner_side.apply([transfer])) == []
+    assert flags(winner_side.tick()) == []  # the sale in the loser's state closed it
+    assert not winner_side.waiting("cus-w")
+
+
+def test_a_transfer_that_overtakes_its_expect_record_is_not_waited_for() -> None:
+    from services.journeys.stage import Expected, Transfer
+
+    stage = JourneyStage(ENGINE, {})
+    stage.apply([Transfer("cus-w", "ts_l", b'{"v":1}')])
+    stage.apply([Expected("cus-w", "ts_l")])
+    assert not stage.waiting("cus-w")
+    assert not [k for k in stage.store if k.startswith("\x00awaiting")]
+
+
+def test_a_loser_without_state_still_sends_an_empty_transfer() -> None:
+    from services.journeys.stage import Merged
+
+    (out,) = JourneyStage(ENGINE, {}).apply([Merged("cus-w", "ts_nobody", "e-link")])
+    assert orjson.loads(out.value)["state"] == {"v": 1}
