@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds an agent waits to fill a batch before it handles what it has.",
     )
+    producer_linger_ms: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="Milliseconds the worker's producer waits to fill a batch before sending. "
+        "0 sends each record at once: many tiny requests, a fraction of the throughput.",
+    )
     consumer_session_timeout: float = Field(
         default=10.0,
         ge=6.0,

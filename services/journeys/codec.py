@@ -28,7 +28,15 @@ def dump_state(state: CustomerState) -> bytes:
     body: dict[str, Any] = {"v": VERSION}
     if state.stages:
         body["s"] = {
-            j: [v.stage, _ms(v.entered_at), v.event_id, v.channel, int(v.stalled)]
+            j: [
+                v.stage,
+                _ms(v.entered_at),
+                v.event_id,
+                v.channel,
+                int(v.stalled),
+                _ms(v.last_at) if v.last_at else 0,
+                _ms(v.previous_at) if v.previous_at else 0,
+            ]
             for j, v in state.stages.items()
         }
     if state.counts:
@@ -56,8 +64,12 @@ def load_state(data: bytes) -> CustomerState:
     if body.get("v") != VERSION:
         raise ValueError(f"journey state version {body.get('v')!r}, expected {VERSION}")
     state = CustomerState()
-    for journey, (stage, at, event_id, channel, stalled) in body.get("s", {}).items():
-        state.stages[journey] = StageVisit(stage, _at(at), event_id, channel, bool(stalled))
+    for journey, (stage, at, event_id, channel, stalled, *last) in body.get("s", {}).items():
+        visit = StageVisit(stage, _at(at), event_id, channel, bool(stalled))
+        if last:  # [last_at, previous_at], 0 for none
+            visit.last_at = _at(last[0]) if last[0] else None
+            visit.previous_at = _at(last[1]) if last[1] else None
+        state.stages[journey] = visit
     for rule, per, items in body.get("c", []):
         state.counts[(rule, per)] = [(_at(t), e) for t, e in items]
     for rule, match, deadline, started, evidence, channel, stage in body.get("p", []):

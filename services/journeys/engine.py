@@ -172,6 +172,8 @@ class Engine:
         if current is not None and event.occurred_at < current.entered_at:
             return  # a late event does not move the customer back in time
         if current is not None and current.stage == stage.id:
+            if event.occurred_at > current.confirmed_at:
+                current.last_at = event.occurred_at
             return
         rule = self._stall_rules.get(journey.journey)
         if current is not None and rule is not None:
@@ -179,7 +181,11 @@ class Engine:
             if stalled is not None:  # left the stage after its budget: event time says stall
                 outcome.flags.append(stalled)
         state.stages[journey.journey] = StageVisit(
-            stage.id, event.occurred_at, event.event_id, event.channel
+            stage.id,
+            event.occurred_at,
+            event.event_id,
+            event.channel,
+            previous_at=current.confirmed_at if current else None,
         )
         outcome.transitions.append(
             Transition(
@@ -469,22 +475,25 @@ class Engine:
     def _combine_stages(
         self, state: CustomerState, other: CustomerState, customer_id: str, outcome: Outcome
     ) -> None:
-        """Per journey the later stage entry holds; an earlier visit it ended may have stalled."""
+        """Per journey the stage seen last holds (an event entering it came latest); in the
+        same stage, the earlier entry (the customer has been there since). What happened
+        between two different stages is in neither state, so a combination infers no stall:
+        the loser's own stalls were raised before it was handed over (``JourneyStage``)."""
         for name, visit in other.stages.items():
             mine = state.stages.get(name)
-            earlier, later = (
-                (mine, visit)
-                if mine is None or mine.entered_at <= visit.entered_at
-                else (visit, mine)
-            )
-            state.stages[name] = later
-            rule = self._stall_rules.get(name)
-            if earlier is not None and rule is not None and earlier.stage != later.stage:
-                flag = self._stall_flag(
-                    customer_id, self.maps[name], rule, earlier, later.entered_at
-                )
-                if flag is not None:
-                    outcome.flags.append(flag)
+            if mine is None:
+                state.stages[name] = visit
+            elif mine.stage != visit.stage:
+                if visit.confirmed_at > mine.confirmed_at:  # the stage seen last is current
+                    state.stages[name] = visit
+            else:
+                first, last = sorted((mine, visit), key=lambda v: v.entered_at)
+                if last.previous_at is not None and last.previous_at >= first.confirmed_at:
+                    state.stages[name] = last  # the customer was elsewhere in between
+                    continue
+                first.stalled = first.stalled or last.stalled
+                first.last_at = max(first.confirmed_at, last.confirmed_at)
+                state.stages[name] = first
 
     # -- deadlines --------------------------------------------------------------------------
 

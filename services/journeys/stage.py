@@ -188,7 +188,13 @@ class JourneyStage:
         """The loser's state (empty if it had none: the winner waits for it either way)
         leaves this store for the winner's partition."""
         state = states.pop(merged.loser, None)
-        raw = dump_state(state) if state is not None else self.store.get(merged.loser)
+        if state is None and (stored := self.store.get(merged.loser)) is not None:
+            state = load_state(stored)
+        outputs: list[Output] = []
+        if state is not None:  # what event time already decided belongs to the loser
+            key = merged.loser.encode()
+            due = self.engine.expire(state, merged.loser, self.watermarks())
+            outputs += [Output("flags", key, flag_record(f)) for f in due]
         if merged.loser in self.store:
             del self.store[merged.loser]
         self.store[_merged_key(merged.loser)] = merged.winner.encode()  # for late transfers
@@ -197,9 +203,9 @@ class JourneyStage:
         if awaiting:
             del self.store[AWAITING + merged.loser]
         value = transfer_record(
-            merged.winner, merged.loser, raw or dump_state(CustomerState()), awaiting
+            merged.winner, merged.loser, dump_state(state or CustomerState()), awaiting
         )
-        return [Output("resolved", merged.winner.encode(), value)]
+        return [*outputs, Output("resolved", merged.winner.encode(), value)]
 
     def _take_over(
         self, transfer: Transfer, state_of: Callable[[str], CustomerState]

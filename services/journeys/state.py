@@ -68,11 +68,22 @@ def flag_id(rule_id: str, episode: str) -> str:
 
 @dataclass(slots=True)
 class StageVisit:
+    """A stay in a stage: entered at ``entered_at`` by ``event_id``; ``last_at`` is the latest
+    event that entered this same stage again (the stay was still going on then);
+    ``previous_at`` when the customer was last seen in the stage before this one (so a merge
+    can tell that an earlier stay elsewhere had ended by then)."""
+
     stage: str
     entered_at: datetime
     event_id: str
     channel: str
     stalled: bool = False
+    last_at: datetime | None = None
+    previous_at: datetime | None = None
+
+    @property
+    def confirmed_at(self) -> datetime:
+        return self.last_at or self.entered_at
 
 
 @dataclass(slots=True)

@@ -62,6 +62,9 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # records to many partitions: wait a little to send them in few requests
+        producer_linger_ms=settings.producer_linger_ms,
+        producer_max_batch_size=512 * 1024,
         broker_session_timeout=settings.consumer_session_timeout,
         broker_heartbeat_interval=settings.consumer_session_timeout / 5,
         broker_rebalance_timeout=max(30.0, settings.consumer_session_timeout),
