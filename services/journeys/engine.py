@@ -170,6 +170,11 @@ class Engine:
             return
         current = state.stages.get(journey.journey)
         if current is not None and event.occurred_at < current.entered_at:
+            if current.stage == stage.id and (
+                current.previous_at is None or current.previous_at <= event.occurred_at
+            ):  # in order, this late event is where the stay began
+                current.entered_at, current.event_id = event.occurred_at, event.event_id
+                current.channel = event.channel
             return  # a late event does not move the customer back in time
         if current is not None and current.stage == stage.id:
             if event.occurred_at > current.confirmed_at:
@@ -477,23 +482,36 @@ class Engine:
     ) -> None:
         """Per journey the stage seen last holds (an event entering it came latest); in the
         same stage, the earlier entry (the customer has been there since). What happened
-        between two different stages is in neither state, so a combination infers no stall:
-        the loser's own stalls were raised before it was handed over (``JourneyStage``)."""
+        between is in neither state; a stay is known to have ended when the other side was
+        seen elsewhere after it, and a stall is inferred only then (the loser's own due
+        stalls were raised before it was handed over, see ``JourneyStage``)."""
         for name, visit in other.stages.items():
             mine = state.stages.get(name)
             if mine is None:
                 state.stages[name] = visit
             elif mine.stage != visit.stage:
-                if visit.confirmed_at > mine.confirmed_at:  # the stage seen last is current
-                    state.stages[name] = visit
+                older, newer = sorted((mine, visit), key=lambda v: v.confirmed_at)
+                state.stages[name] = newer  # the stage seen last is current
+                if newer.entered_at > older.confirmed_at:  # and the older stay ended by then
+                    self._stalled_until(customer_id, name, older, newer.entered_at, outcome)
             else:
                 first, last = sorted((mine, visit), key=lambda v: v.entered_at)
                 if last.previous_at is not None and last.previous_at >= first.confirmed_at:
                     state.stages[name] = last  # the customer was elsewhere in between
+                    self._stalled_until(customer_id, name, first, last.previous_at, outcome)
                     continue
                 first.stalled = first.stalled or last.stalled
                 first.last_at = max(first.confirmed_at, last.confirmed_at)
                 state.stages[name] = first
+
+    def _stalled_until(
+        self, customer_id: str, name: str, visit: StageVisit, left_at: datetime, outcome: Outcome
+    ) -> None:
+        rule = self._stall_rules.get(name)
+        if rule is not None:
+            flag = self._stall_flag(customer_id, self.maps[name], rule, visit, left_at)
+            if flag is not None:
+                outcome.flags.append(flag)
 
     # -- deadlines --------------------------------------------------------------------------
 

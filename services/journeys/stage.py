@@ -67,6 +67,7 @@ Item = tuple[str, Touchpoint] | Merged | Expected | Transfer | Watermark
 CONTROL = "\x00"  # store keys starting with it are not customers:
 MERGED = CONTROL + "merged\x00"  # a merged-away id -> the id it went to
 AWAITING = CONTROL + "awaiting\x00"  # a winner -> {loser: waiting | arrived}
+HELD = CONTROL + "held\x00"  # a winner -> its events that wait for a merged state
 
 
 def _merged_key(customer: str) -> str:
@@ -114,12 +115,16 @@ class JourneyStage:
         self.owned: set[int] | None = None
         self._due: list[tuple[datetime, str]] = []
         self._indexed: dict[str, datetime] = {}
+        self._waiting: set[str] = set()  # customers a merged state is on its way to
 
     def rebuild_index(self, customers: Iterable[str]) -> None:
         """After partitions are (re)assigned: index the deadlines of the customers now owned."""
-        self._due, self._indexed = [], {}
+        self._due, self._indexed, self._waiting = [], {}, set()
         for customer in customers:
-            if not customer.startswith(CONTROL):
+            if customer.startswith(AWAITING):
+                if "waiting" in orjson.loads(self.store[customer]).values():
+                    self._waiting.add(customer.removeprefix(AWAITING))
+            elif not customer.startswith(CONTROL):
                 self._index(customer, load_state(self.store[customer]))
 
     def assign(self, partitions: Iterable[int]) -> None:
@@ -162,15 +167,10 @@ class JourneyStage:
         for item in items:
             if isinstance(item, tuple):
                 customer, event = item
-                outcome = self.engine.apply(state_of(customer), customer, event)
-                key = customer.encode()
-                outputs += [
-                    Output("transitions", key, transition_record(t)) for t in outcome.transitions
-                ]
-                outputs += [Output("flags", key, flag_record(f)) for f in outcome.flags]
-                channel = event.channel
-                if channel not in self.latest or event.occurred_at > self.latest[channel]:
-                    self.latest[channel] = event.occurred_at
+                if customer in self._waiting:
+                    self._hold(customer, event)  # applied once the merged state is here
+                else:
+                    outputs += self._apply_event(state_of(customer), customer, event)
             elif isinstance(item, Watermark):
                 self.marks[item.partition] = item.channels
             elif isinstance(item, Merged):
@@ -182,6 +182,33 @@ class JourneyStage:
         for customer, state in states.items():
             self.store[customer] = dump_state(state)
             self._index(customer, state)
+        return outputs
+
+    def _apply_event(self, state: CustomerState, customer: str, event: Touchpoint) -> list[Output]:
+        outcome = self.engine.apply(state, customer, event)
+        key = customer.encode()
+        outputs = [Output("transitions", key, transition_record(t)) for t in outcome.transitions]
+        outputs += [Output("flags", key, flag_record(f)) for f in outcome.flags]
+        channel = event.channel
+        if channel not in self.latest or event.occurred_at > self.latest[channel]:
+            self.latest[channel] = event.occurred_at
+        return outputs
+
+    def _hold(self, customer: str, event: Touchpoint) -> None:
+        held = orjson.loads(self.store.get(HELD + customer) or b"[]")
+        held.append([event.event_id, event.type, event.occurred_at, event.attributes])
+        self.store[HELD + customer] = orjson.dumps(held)
+
+    def _release(self, customer: str, state: CustomerState) -> list[Output]:
+        """The events that waited for a merged state, applied now that it is here."""
+        raw = self.store.get(HELD + customer)
+        if raw is None:
+            return []
+        del self.store[HELD + customer]
+        outputs = []
+        for event_id, type_, at, attributes in orjson.loads(raw):
+            event = Touchpoint(event_id, type_, datetime.fromisoformat(at), attributes)
+            outputs += self._apply_event(state, customer, event)
         return outputs
 
     def _hand_over(self, merged: Merged, states: dict[str, CustomerState]) -> list[Output]:
@@ -217,11 +244,13 @@ class JourneyStage:
             winner = onward.decode()
             value = transfer_record(winner, transfer.loser, transfer.state, transfer.awaiting)
             return [Output("resolved", winner.encode(), value)]
-        flags = self.engine.combine(
-            state_of(transfer.winner), load_state(transfer.state), transfer.winner
-        )
+        state = state_of(transfer.winner)
+        flags = self.engine.combine(state, load_state(transfer.state), transfer.winner)
+        outputs = [Output("flags", transfer.winner.encode(), flag_record(f)) for f in flags]
         self._note_awaiting(transfer.winner, {**transfer.awaiting, transfer.loser: "arrived"})
-        return [Output("flags", transfer.winner.encode(), flag_record(f)) for f in flags]
+        if transfer.winner not in self._waiting:
+            outputs += self._release(transfer.winner, state)
+        return outputs
 
     def _awaiting(self, customer: str) -> dict[str, str]:
         raw = self.store.get(AWAITING + customer)
@@ -239,10 +268,15 @@ class JourneyStage:
             self.store[AWAITING + customer] = orjson.dumps(awaiting)
         elif AWAITING + customer in self.store:
             del self.store[AWAITING + customer]
+        if "waiting" in awaiting.values():
+            self._waiting.add(customer)
+        else:
+            self._waiting.discard(customer)
 
     def waiting(self, customer: str) -> bool:
-        """Whether a merged profile's state is still on its way to ``customer``."""
-        return "waiting" in self._awaiting(customer).values()
+        """Whether a merged profile's state is still on its way to ``customer`` (its events
+        and deadlines wait for it)."""
+        return customer in self._waiting
 
     def tick(self) -> list[Output]:
         """Raise the flags of every deadline event time has passed (per channel)."""
