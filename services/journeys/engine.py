@@ -169,9 +169,11 @@ class Engine:
         if stage is None:
             return
         current = state.stages.get(journey.journey)
-        if current is not None and event.occurred_at < current.entered_at:
-            if current.stage == stage.id and (
-                current.previous_at is None or current.previous_at <= event.occurred_at
+        if current is not None and event.occurred_at < current.confirmed_at:
+            if (
+                current.stage == stage.id
+                and event.occurred_at < current.entered_at
+                and (current.previous_at is None or current.previous_at <= event.occurred_at)
             ):  # in order, this late event is where the stay began
                 current.entered_at, current.event_id = event.occurred_at, event.event_id
                 current.channel = event.channel
