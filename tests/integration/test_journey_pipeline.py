@@ -145,9 +145,10 @@ def test_an_anonymous_visitor_who_logs_in_is_one_customer_on_one_journey(
         json.loads(r.value)
         for r in read_to_end(settings.broker_url or "", settings.topics.identity)
     ]
-    # how many merges depends on which raw partition was read first; all are the login's
-    assert {(m["kind"], m["event_id"]) for m in merges} == {("merge", "n-3")}
-    assert merges[-1]["winner"] == "cus-ana"
+    # whether profiles merged depends on which raw partition was read first (the login
+    # first: one profile from the start); any merge is the login's, ending in cus-ana
+    assert {(m["kind"], m["event_id"]) for m in merges} <= {("merge", "n-3")}
+    assert not merges or merges[-1]["winner"] == "cus-ana"
     transitions = [
         json.loads(r.value)
         for r in read_to_end(settings.broker_url or "", settings.topics.transitions)
