@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from services.identity.graph import GuardRails, IdentityGraph, Merge, Profile, Refusal
+from services.journeys.codec import compact
 from services.routing import Output
 
 _WATERMARK_KEY = b"watermark:raw"
@@ -220,7 +221,7 @@ class _Profiles(MutableMapping[str, Profile]):
 
     def __setitem__(self, key: str, profile: Profile) -> None:
         body = {"o": profile.order, "i": {k: sorted(v) for k, v in profile.identifiers.items()}}
-        self.table[b"p:" + key.encode()] = orjson.dumps(body)
+        self.table[b"p:" + key.encode()] = compact(orjson.dumps(body))
 
     def __delitem__(self, key: str) -> None:
         del self.table[b"p:" + key.encode()]
