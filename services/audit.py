@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from kafka import KafkaConsumer, TopicPartition
 
 from schemas.records import AcceptedEvent, DeadLetter
+from services.identity.stage import is_control
 from services.kafka import CLIENT_ID
 from services.settings import Topics, bootstrap_servers
 
@@ -54,7 +55,7 @@ def await_outcomes(
 
 
 def _note(audit: Audit, dead: bool, value: bytes, raw_topic: str) -> None:
-    if not dead and b'"control"' in value[:16]:
+    if not dead and is_control(value):
         return  # identity resolution's merge, transfer and watermark records
     outcome = (
         DeadLetter.model_validate_json(value) if dead else AcceptedEvent.model_validate_json(value)

@@ -13,12 +13,11 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from schemas.records import DeadLetter
 from services.cli import app
-from services.cli.options import BrokerOption, load_settings
+from services.cli.options import BrokerOption, load_settings, progress_bar
 from services.emit import emit_lines, jsonl_lines
 from services.errors import ConfigurationError
 from services.ingest.replay import dead_letters, replay
@@ -53,14 +52,7 @@ def emit(
     if not stdin and not file.is_file():
         raise ConfigurationError(f"{file}: no such file; give a JSON-lines file of events or '-'")
     total = None if stdin else _count_lines(file)
-    progress = Progress(
-        TextColumn("sending"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    progress = progress_bar("sending")
     with progress:
         task = progress.add_task("emit", total=total)
         handle = sys.stdin.buffer if stdin else file.open("rb")

@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from services.settings import load_settings
 
@@ -19,3 +27,15 @@ BrokerOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def progress_bar(label: str) -> Progress:
+    """The CLI's progress bar for long work: on stderr, gone when done."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )

@@ -11,11 +11,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from schemas.events import CHANNELS
 from services.cli import app
+from services.cli.options import progress_bar
 from services.simulate import generate
 from services.simulate.scenario import sidecars
 
@@ -70,14 +70,7 @@ def simulate(
             f"directory {folder} does not exist; create it or choose another --out",
             param_hint="'--out'",
         )
-    progress = Progress(
-        TextColumn("generating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    progress = progress_bar("generating")
     with progress:
         task = progress.add_task("people", total=customers)
         scenario = generate(

@@ -32,6 +32,12 @@ from services.routing import Output
 _WATERMARK_KEY = b"watermark:raw"
 
 
+def is_control(value: bytes) -> bool:
+    """Whether a ``touchpoints.resolved`` value is a control record, not an event (control
+    records are written with ``control`` as their first key; events have none)."""
+    return value.startswith(b'{"control"')
+
+
 def resolved_control(kind: str, **fields: Any) -> bytes:
     """A control record on the resolved topic (``merge``, ``expect``, ``transfer`` or
     ``watermark``)."""

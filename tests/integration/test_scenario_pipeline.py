@@ -44,7 +44,7 @@ def _run(settings: Settings, scenario: Scenario, body: list[dict[str, Any]]) -> 
     event_ids = {e["event_id"] for e in scenario.events + scenario.closing}
     expected = pipeline.expected_keys(scenario.expected)
     raised = pipeline.run(settings, body, scenario.closing, expected, event_ids)
-    got = raised.keys(event_ids)
+    got = pipeline.raised_keys(raised, event_ids)
     missing = sorted(expected - set(got), key=str)
     unexpected = sorted(set(got) - expected, key=str)
     twice = {key: ids for key, ids in got.items() if len(ids) > 1}

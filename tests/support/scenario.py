@@ -1,67 +1,40 @@
 """Run a generated scenario (``services.simulate``) through the real broker and workers, and
-read back the flags it raised, per final customer."""
+read back the flags it raised, per final customer (``touchstream friction list``'s reading)."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from services.cli.friction import read_flags
 from services.emit import emit_lines
-from services.kafka import read_to_end
+from services.identity.stage import is_control
 from services.settings import Settings, bootstrap_servers
 
 FlagKey = tuple[str, str, frozenset[str]]  # final customer, rule, evidence event ids
 
 
-@dataclass
-class Raised:
-    """The flags on the flags topic, by flag id, with customers followed through merges."""
-
-    flags: dict[str, dict[str, Any]] = field(default_factory=dict)
-    winner: dict[str, str] = field(default_factory=dict)
-
-    def final(self, customer: str) -> str:
-        seen = set()
-        while customer in self.winner and customer not in seen:
-            seen.add(customer)
-            customer = self.winner[customer]
-        return customer
-
-    def keys(self, event_ids: set[str]) -> dict[FlagKey, list[str]]:
-        """Each flag's key, with the flag ids that have it (more than one: fired twice)."""
-        found: dict[FlagKey, list[str]] = defaultdict(list)
-        for flag_id, flag in self.flags.items():
-            evidence = frozenset(e for e in flag["evidence"] if e in event_ids)
-            found[(self.final(flag["customer_id"]), flag["rule_id"], evidence)].append(flag_id)
-        return dict(found)
+def raised_keys(flags: list[dict[str, Any]], event_ids: set[str]) -> dict[FlagKey, list[str]]:
+    """Each flag's key (customer as ``read_flags`` gives it: after merges), with the flag ids
+    that have it (more than one: fired twice)."""
+    found: dict[FlagKey, list[str]] = defaultdict(list)
+    for flag in flags:
+        evidence = frozenset(e for e in flag["evidence"] if e in event_ids)
+        found[(flag["customer_id"], flag["rule_id"], evidence)].append(flag["flag_id"])
+    return dict(found)
 
 
 def expected_keys(expected: list[Any]) -> set[FlagKey]:
     return {(f.customer_id, f.rule_id, frozenset(f.evidence)) for f in expected}
 
 
-def read_raised(settings: Settings) -> Raised:
-    url = settings.broker_url or ""
-    raised = Raised()
-    for record in read_to_end(url, settings.topics.flags):
-        flag = orjson.loads(record.value)
-        raised.flags.setdefault(flag["flag_id"], flag)
-    for record in read_to_end(url, settings.topics.identity):
-        decision = orjson.loads(record.value)
-        if decision["kind"] == "merge":
-            raised.winner[decision["loser"]] = decision["winner"]
-    return raised
-
-
-def resolved_events(settings: Settings) -> int:
-    records = read_to_end(settings.broker_url or "", settings.topics.resolved)
-    return sum(1 for r in records if not r.value.startswith(b'{"control"'))
+def read_raised(settings: Settings) -> list[dict[str, Any]]:
+    return read_flags(settings.broker_url or "", settings.topics)
 
 
 def emit(settings: Settings, events: list[dict[str, Any]]) -> None:
@@ -100,7 +73,7 @@ class ResolvedCounter:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.events} of {target} events resolved in {timeout:.0f}s")
             for records in self.consumer.poll(timeout_ms=200).values():
-                self.events += sum(1 for r in records if not r.value.startswith(b'{"control"'))
+                self.events += sum(1 for r in records if not is_control(r.value))
 
     def close(self) -> None:
         self.consumer.close()
@@ -125,7 +98,7 @@ def run(
     event_ids: set[str],
     *,
     timeout: float = 240.0,
-) -> Raised:
+) -> list[dict[str, Any]]:
     """Emit the body a day of event time at a time, each once the last is resolved (as live
     traffic arrives, rather than weeks read at once from partitions at different paces),
     then the closing events (they move event time past every open deadline), and wait
@@ -143,11 +116,11 @@ def run(
 
     def settled() -> bool:
         raised = read_raised(settings)
-        if expected <= set(raised.keys(event_ids)) and len(raised.flags) == last[0]:
+        if expected <= set(raised_keys(raised, event_ids)) and len(raised) == last[0]:
             last[1] += 1
         else:
             last[1] = 0
-        last[0] = len(raised.flags)
+        last[0] = len(raised)
         return last[1] >= 3  # everything expected is there, and nothing new for 3 polls
 
     # on timeout the caller compares what was raised with what was expected, and says how
