@@ -35,7 +35,7 @@ def scenario_settings(settings: Settings) -> Settings:
 # Known gap (docs/adr/0001-identity-resolution.md, Consequences): when two profiles merge,
 # a stage stay whose end fell between their last observations is judged on the latest
 # evidence, and replayed through partitions read at different paces this raises a few
-# stage_stall flags a single ordered stream would not (4-5 of 241 so far). Every other rule
+# stage_stall flags a single ordered stream would not (4-5 of 231 so far). Every other rule
 # must match exactly; stalls may not be missing, and the surplus is held to this bound.
 STALL_SURPLUS = 0.03
 
