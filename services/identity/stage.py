@@ -30,6 +30,7 @@ from services.journeys.codec import compact
 from services.routing import Output
 
 _WATERMARK_KEY = b"watermark:raw"
+RESEND_WATERMARK = 5.0  # seconds: a partition that changed owner learns event time again
 
 
 def is_control(value: bytes) -> bool:
@@ -100,6 +101,7 @@ class IdentityStage:
         self._active: dict[str, float] = {}  # raw partition -> when it last delivered (clock)
         self._changed = False
         self._sent: dict[str, int] | None = None
+        self._sent_at = 0.0
         self.owned = True  # this worker holds the coordinator's partition
         self.counts = {"events": 0, "merges": 0, "refusals": 0}
 
@@ -173,14 +175,17 @@ class IdentityStage:
     def flush(self, partitions: int) -> Iterator[Output]:
         """Persist the event time reached if it moved, and, if the watermark changed, yield
         one for each resolved partition. Called after each batch (after its events were
-        sent) and on a timer, which notices partitions going idle."""
+        sent) and on a timer, which notices partitions going idle; an unchanged watermark is
+        sent again every ``RESEND_WATERMARK`` seconds, so a journey stage that has just been
+        given a partition (and waits for its watermark) does not wait for traffic."""
         if self._changed:
             self._changed = False
             self.table[_WATERMARK_KEY] = orjson.dumps(self.reached)
         marks = self.watermarks()
-        if not marks or marks == self._sent:
+        unchanged = marks == self._sent and self.clock() - self._sent_at < RESEND_WATERMARK
+        if not marks or unchanged:
             return
-        self._sent = marks
+        self._sent, self._sent_at = marks, self.clock()
         value = resolved_control("watermark", channels=marks)
         for partition in range(partitions):
             yield Output("resolved", None, value, partition=partition)

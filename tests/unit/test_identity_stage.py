@@ -123,8 +123,9 @@ def test_event_time_waits_for_every_raw_partition_of_a_channel() -> None:
         "channels": {"web": ms(timedelta(hours=1) - five), "billing": ms(-five)},
     }
     assert list(stage.flush(partitions=3)) == []  # unchanged: nothing to send
+    clock.now += 5  # ... until a partition's new owner may be waiting for it
+    assert [o.partition for o in stage.flush(partitions=3)] == [0, 1, 2]
 
-    clock.now += 5
     stage.resolve(accepted("web.page_view", "e4", web, timedelta(hours=3), partition=0), 3)
     clock.now += 6  # partition 1 delivered nothing for 11 s: caught up, no longer holds back
     assert stage.watermarks()["web"] == ms(timedelta(hours=3) - five)
