@@ -68,7 +68,7 @@ def _holds(condition: Condition | None, attributes: Mapping[str, Any]) -> bool:
         return False
 
 
-def _deadline(value: Any) -> datetime | None:
+def due_moment(value: Any) -> datetime | None:
     """A due date means 'by the end of that day' (UTC); a timestamp is taken as is."""
     if isinstance(value, datetime):
         return value
@@ -174,7 +174,8 @@ class Engine:
                 current.stage == stage.id
                 and event.occurred_at < current.entered_at
                 and (current.previous_at is None or current.previous_at <= event.occurred_at)
-            ):  # in order, this late event is where the stay began
+            ):  # in order, this late event is where the stay began; it still lasted until
+                current.last_at = current.confirmed_at  # its latest confirmation
                 current.entered_at, current.event_id = event.occurred_at, event.event_id
                 current.channel = event.channel
             return  # a late event does not move the customer back in time
@@ -307,7 +308,7 @@ class Engine:
             deadline = (
                 event.occurred_at + rule.within
                 if rule.within is not None
-                else _deadline(event.attributes.get(rule.deadline_attribute or ""))
+                else due_moment(event.attributes.get(rule.deadline_attribute or ""))
             )
             if deadline is None:
                 return

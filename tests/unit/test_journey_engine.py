@@ -578,3 +578,18 @@ def test_an_earlier_completion_is_not_hidden_by_a_later_one() -> None:
     c.send(ev("store.pos_sale", 2 * D, "p2", order_id="o2", **sale))
     c.send(checkout(0 * M, "k1"))  # the start arrives after both sales
     assert "checkout_abandoned" not in [f.rule_id for f in c.at(3 * D)]
+
+
+def test_a_late_start_of_the_current_stay_keeps_its_latest_confirmation() -> None:
+    """Seen through the identity stage: a login (and the page after it) can reach a customer
+    before the anonymous browsing that preceded it, read from another raw partition. In event
+    time the customer left ``consider`` for ``discover`` minutes later, so no stall."""
+    c = Customer()
+    c.send(
+        ev("web.product_view", 0 * D, sku="k", session_id="s"),  # consider, days before
+        ev("web.page_view", 2 * D + 13 * M, url="u", session_id="s2"),  # discover (after login)
+        ev("web.page_view", 2 * D + 6 * M, url="u", session_id="s2"),  # late: the stay began here
+        ev("web.product_view", 2 * D + 8 * M, "late", sku="k", session_id="s2"),  # late: consider
+    )
+    assert c.state.stages["purchase"].stage == "discover"
+    assert [f for f in c.at(30 * D) if f.rule_id == "stage_stall"] == []
