@@ -33,7 +33,7 @@ def engine_for(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, executemany_mode="values_plus_batch")
 
 
 def alembic_config(url: str) -> Config:

@@ -23,7 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-ID = String(128)  # customer, event, order, invoice and ticket ids (the event contract: 1-128)
+ID = String(256)  # customer, order, invoice and ticket ids: contract identifiers, 1-256
+EVENT_ID = String(128)  # the contract's event_id: 1-128
 MONEY = Numeric(14, 2)
 WHEN = DateTime(timezone=True)
 ROW_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
@@ -108,7 +109,7 @@ class Merge(Base):
 
     loser: Mapped[str] = mapped_column(ID, primary_key=True)
     winner: Mapped[str] = mapped_column(ID, index=True)
-    event_id: Mapped[str] = mapped_column(ID)
+    event_id: Mapped[str] = mapped_column(EVENT_ID)
     reason: Mapped[str] = mapped_column(String(32))
     occurred_at: Mapped[datetime] = mapped_column(WHEN)
 
@@ -120,7 +121,7 @@ class Interaction(Base):
     __table_args__ = (Index("ix_interactions_customer_time", "customer_id", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(ID, unique=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID, unique=True)
     customer_id: Mapped[str] = mapped_column(ID)
     type: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))
@@ -135,7 +136,7 @@ class Order(Base):
 
     __tablename__ = "orders"
 
-    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID, primary_key=True)
     order_id: Mapped[str] = mapped_column(ID, index=True)
     customer_id: Mapped[str] = mapped_column(ID, index=True)
     kind: Mapped[str] = mapped_column(String(16))  # purchase | return
@@ -184,7 +185,7 @@ class JourneyStateRow(Base):
     journey: Mapped[str] = mapped_column(String(64), primary_key=True)
     stage: Mapped[str] = mapped_column(String(64))
     entered_at: Mapped[datetime] = mapped_column(WHEN)
-    event_id: Mapped[str] = mapped_column(ID)
+    event_id: Mapped[str] = mapped_column(EVENT_ID)
 
 
 class JourneyTransition(Base):
@@ -193,7 +194,7 @@ class JourneyTransition(Base):
     __tablename__ = "journey_transitions"
     __table_args__ = (Index("ix_journey_transitions_customer", "customer_id", "occurred_at"),)
 
-    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID, primary_key=True)
     journey: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ID)
     from_stage: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -1,0 +1,606 @@
+"""The CRM sink's writer: one batch of decoded records into the relationship store, in one
+transaction, idempotently (a redelivered record changes nothing).
+
+Every count and sum moves only with a row that is new: an interaction, transition or
+flag is inserted ``ON CONFLICT DO NOTHING ... RETURNING`` and only what came back adds to
+metrics and the daily aggregates. Merges are applied first, and every customer id in the
+batch is mapped through the merges table, so rows that arrive after their customer was
+merged away land on the survivor."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from services.crm.health import health_score, value_at_risk
+from services.crm.merges import MergeMoves
+from services.crm.records import PURCHASES, Batch, Event, day_of, money
+from services.journeys.engine import due_moment
+from services.store.models import (
+    Customer,
+    FrictionDaily,
+    FrictionEvent,
+    Identity,
+    Interaction,
+    Invoice,
+    JourneyStateRow,
+    JourneyTransition,
+    Order,
+    RelationshipMetrics,
+    StageDaily,
+    Ticket,
+)
+
+COUNTERS = ("orders", "returns", "other_currency_amounts", "failed_payments", "interactions")
+AMOUNTS = ("lifetime_spend", "returned_amount")
+LATEST = ("last_web_at", "last_store_at", "last_billing_at", "last_support_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one batch changed: new rows per table (0 everywhere for a redelivery)."""
+
+    interactions: int = 0
+    transitions: int = 0
+    flags: int = 0
+    merges: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.interactions + self.transitions + self.flags + self.merges
+
+
+class CrmSink:
+    """Writes batches into the store at ``engine`` (PostgreSQL or SQLite)."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.engine = engine
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.dialect = engine.dialect.name
+
+    def write(self, batch: Batch) -> Written:
+        with self.engine.begin() as conn:
+            return _Transaction(conn, self.dialect, self.clock()).write(batch)
+
+
+class _Transaction(MergeMoves):
+    def __init__(self, conn: Connection, dialect: str, now: datetime) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.now = now
+        self.touched: set[str] = set()
+
+    # -- dialect helpers -------------------------------------------------------------
+    def insert(self, model: Any) -> Any:
+        module = postgresql if self.dialect == "postgresql" else sqlite
+        return module.insert(model)
+
+    def greatest(self, a: Any, b: Any) -> ColumnElement[Any]:
+        """The later of two possibly-NULL values (SQLite's max() is NULL if either is)."""
+        return case((a.is_(None), b), (b.is_(None), a), (b > a, b), else_=a)
+
+    def least(self, a: Any, b: Any) -> ColumnElement[Any]:
+        return case((a.is_(None), b), (b.is_(None), a), (b < a, b), else_=a)
+
+    # -- the batch -------------------------------------------------------------------
+    def write(self, batch: Batch) -> Written:
+        merges = self.merges(batch.merges)
+        ids = {e.customer_id for e in batch.events}
+        ids |= {t.customer_id for t in batch.transitions} | {f.customer_id for f in batch.flags}
+        final = self.survivors(ids)
+        interactions = self._events(batch.events, final)
+        transitions = self._transitions(batch, final)
+        self._refresh_open_items()
+        flags = self._flags(batch, final)
+        self._refresh_health()
+        return Written(interactions, transitions, flags, merges)
+
+    # -- events ----------------------------------------------------------------------
+    def _events(self, events: Sequence[Event], final: dict[str, str]) -> int:
+        if not events:
+            return 0
+        unique = {e.event_id: e for e in events}  # a duplicate inside one batch counts once
+        rows = [
+            {
+                "event_id": e.event_id,
+                "customer_id": final[e.customer_id],
+                "type": e.type,
+                "channel": e.channel,
+                "source": e.source,
+                "occurred_at": e.occurred_at,
+                "received_at": e.received_at,
+                "attributes": e.attributes,
+            }
+            for e in unique.values()
+        ]
+        new_ids = {
+            event_id
+            for (event_id,) in self.conn.execute(
+                self.insert(Interaction).on_conflict_do_nothing().returning(Interaction.event_id),
+                rows,
+            )
+        }
+        new = [replace_customer(unique[i], final) for i in sorted(new_ids)]
+        self._customers(new)
+        self._identities(new)
+        self._ledger(new)
+        self._metrics(new)
+        return len(new)
+
+    def _customers(self, events: Sequence[Event]) -> None:
+        first: dict[str, datetime] = {}
+        for e in events:
+            at = first.get(e.customer_id)
+            first[e.customer_id] = e.occurred_at if at is None else min(at, e.occurred_at)
+        if not first:
+            return
+        stmt = self.insert(Customer)
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Customer.customer_id],
+                set_={
+                    "first_seen_at": self.least(Customer.first_seen_at, stmt.excluded.first_seen_at)
+                },
+            ),
+            [
+                {"customer_id": c, "first_seen_at": at, "updated_at": self.now, "custom": {}}
+                for c, at in sorted(first.items())
+            ],
+        )
+
+    def _identities(self, events: Sequence[Event]) -> None:
+        owner: dict[tuple[str, str], tuple[str, datetime]] = {}
+        for e in sorted(events, key=lambda e: e.occurred_at):
+            for identifier in e.identifiers:
+                first = owner.get(identifier)
+                owner[identifier] = (e.customer_id, first[1] if first else e.occurred_at)
+        if not owner:
+            return
+        stmt = self.insert(Identity)
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Identity.kind, Identity.value],
+                set_={
+                    "customer_id": stmt.excluded.customer_id,
+                    "first_seen_at": self.least(
+                        Identity.first_seen_at, stmt.excluded.first_seen_at
+                    ),
+                },
+            ),
+            [
+                {"kind": k, "value": v, "customer_id": c, "first_seen_at": at}
+                for (k, v), (c, at) in sorted(owner.items())
+            ],
+        )
+
+    def _ledger(self, events: Sequence[Event]) -> None:
+        """Orders and returns, invoices and tickets: the items metrics count."""
+        orders: list[dict[str, Any]] = []
+        invoices: dict[str, dict[str, Any]] = {}
+        tickets: dict[str, dict[str, Any]] = {}
+        for e in sorted(events, key=lambda e: e.occurred_at):
+            a = e.attributes
+            if e.type in PURCHASES or e.type == "store.return":
+                amount = money(a.get("amount"))
+                if amount is None or not isinstance(a.get("order_id"), str):
+                    continue
+                orders.append(
+                    {
+                        "event_id": e.event_id,
+                        "order_id": a["order_id"],
+                        "customer_id": e.customer_id,
+                        "kind": "return" if e.type == "store.return" else "purchase",
+                        "channel": e.channel,
+                        "amount": amount,
+                        "currency": str(a.get("currency", ""))[:3],
+                        "occurred_at": e.occurred_at,
+                    }
+                )
+            elif e.type.startswith("billing.") and isinstance(a.get("invoice_id"), str):
+                _invoice_fact(invoices, e)
+            elif e.type.startswith("support.ticket_") and isinstance(a.get("ticket_id"), str):
+                _ticket_fact(tickets, e)
+        if orders:
+            self.conn.execute(self.insert(Order).on_conflict_do_nothing(), orders)
+        if invoices:
+            stmt, t = self.insert(Invoice), Invoice
+            x = stmt.excluded
+            change: dict[str, Any] = {
+                name: func.coalesce(x[name], getattr(t, name))
+                for name in ("amount", "currency", "issued_at", "due_at")
+            }
+            change |= {
+                "customer_id": x.customer_id,
+                "paid_at": self.least(t.paid_at, x.paid_at),
+                "failed_payments": t.failed_payments + x.failed_payments,
+            }
+            self.conn.execute(
+                stmt.on_conflict_do_update(index_elements=[t.invoice_id], set_=change),
+                [invoices[k] for k in sorted(invoices)],
+            )
+        if tickets:
+            stmt, k = self.insert(Ticket), Ticket
+            x = stmt.excluded
+            self.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[k.ticket_id],
+                    set_={
+                        "customer_id": x.customer_id,
+                        "topic": func.coalesce(x.topic, k.topic),
+                        "via": func.coalesce(x.via, k.via),
+                        "opened_at": self.least(k.opened_at, x.opened_at),
+                        "last_opened_at": self.greatest(k.last_opened_at, x.last_opened_at),
+                        "resolved_at": self.greatest(k.resolved_at, x.resolved_at),
+                        "reopened": k.reopened + x.reopened,
+                    },
+                ),
+                [tickets[t] for t in sorted(tickets)],
+            )
+
+    def _metrics(self, events: Sequence[Event]) -> None:
+        deltas: dict[str, dict[str, Any]] = defaultdict(dict)
+        for e in sorted(events, key=lambda e: e.occurred_at):
+            d = deltas[e.customer_id]
+            d["interactions"] = d.get("interactions", 0) + 1
+            d[f"last_{e.channel}_at"] = e.occurred_at  # sorted: the latest wins
+            a = e.attributes
+            if e.type in PURCHASES or e.type == "store.return":
+                amount = money(a.get("amount"))
+                if amount is None:
+                    continue
+                d.setdefault("currency_amounts", []).append(
+                    (e.type == "store.return", str(a.get("currency", ""))[:3], amount)
+                )
+            elif e.type == "billing.payment_failed":
+                d["failed_payments"] = d.get("failed_payments", 0) + 1
+            elif e.type in ("support.csat_submitted", "support.nps_submitted"):
+                name = "csat" if e.type.endswith("csat_submitted") else "nps"
+                if isinstance(a.get("score"), int):
+                    d[f"last_{name}"], d[f"last_{name}_at"] = a["score"], e.occurred_at
+        self.add_metrics(deltas)
+
+    def add_metrics(self, deltas: dict[str, dict[str, Any]]) -> None:
+        """Add counts and amounts into each customer's metrics row (created if missing).
+        Amounts add up in the customer's currency, the first one seen."""
+        if not deltas:
+            return
+        customers = sorted(deltas)
+        currency = dict(
+            self.conn.execute(
+                select(RelationshipMetrics.customer_id, RelationshipMetrics.currency).where(
+                    RelationshipMetrics.customer_id.in_(customers)
+                )
+            ).all()
+        )
+        rows = []
+        for customer in customers:
+            d = deltas[customer]
+            row = {name: d.get(name, 0) for name in COUNTERS}
+            row |= {name: Decimal(d.get(name, 0)) for name in AMOUNTS}
+            row |= {name: d.get(name) for name in LATEST}
+            for name in ("csat", "nps"):
+                row[f"last_{name}"] = d.get(f"last_{name}")
+                row[f"last_{name}_at"] = d.get(f"last_{name}_at")
+            own = currency.get(customer) or d.get("currency")
+            for is_return, cur, amount in d.get("currency_amounts", ()):
+                own = own or cur
+                if cur != own:
+                    row["other_currency_amounts"] += 1
+                elif is_return:
+                    row["returns"] += 1
+                    row["returned_amount"] += amount
+                    row["lifetime_spend"] -= amount
+                else:
+                    row["orders"] += 1
+                    row["lifetime_spend"] += amount
+            row |= {"customer_id": customer, "currency": own, "updated_at": self.now}
+            rows.append(row)
+            self.touched.add(customer)
+        stmt = self.insert(RelationshipMetrics)
+        m, x = RelationshipMetrics, stmt.excluded
+        change: dict[str, Any] = {
+            name: getattr(m, name) + x[name] for name in (*COUNTERS, *AMOUNTS)
+        }
+        change |= {name: self.greatest(getattr(m, name), x[name]) for name in LATEST}
+        for name in ("csat", "nps"):
+            at, new_at = getattr(m, f"last_{name}_at"), x[f"last_{name}_at"]
+            newer = or_(at.is_(None), and_(new_at.is_not(None), new_at >= at))
+            change[f"last_{name}"] = case(
+                (newer, x[f"last_{name}"]), else_=getattr(m, f"last_{name}")
+            )
+            change[f"last_{name}_at"] = self.greatest(at, new_at)
+        change |= {"currency": func.coalesce(m.currency, x.currency), "updated_at": x.updated_at}
+        self.conn.execute(
+            stmt.on_conflict_do_update(index_elements=[m.customer_id], set_=change), rows
+        )
+
+    # -- journeys --------------------------------------------------------------------
+    def _transitions(self, batch: Batch, final: dict[str, str]) -> int:
+        if not batch.transitions:
+            return 0
+        unique = {(t.event_id, t.journey): t for t in batch.transitions}
+        rows = [
+            {
+                "event_id": t.event_id,
+                "journey": t.journey,
+                "customer_id": final[t.customer_id],
+                "from_stage": t.from_stage,
+                "to_stage": t.to_stage,
+                "occurred_at": t.occurred_at,
+            }
+            for t in unique.values()
+        ]
+        returned = self.conn.execute(
+            self.insert(JourneyTransition)
+            .on_conflict_do_nothing()
+            .returning(JourneyTransition.event_id, JourneyTransition.journey),
+            rows,
+        ).all()
+        entered: dict[tuple[Any, str, str], int] = defaultdict(int)
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for event_id, journey in returned:
+            t = unique[(event_id, journey)]
+            customer = final[t.customer_id]
+            now = latest.get((customer, journey))
+            if now is None or t.occurred_at >= now["entered_at"]:
+                latest[(customer, journey)] = {
+                    "customer_id": customer,
+                    "journey": journey,
+                    "stage": t.to_stage,
+                    "entered_at": t.occurred_at,
+                    "event_id": event_id,
+                }
+            entered[(day_of(t.occurred_at), journey, t.to_stage)] += 1
+        self.upsert_stages([latest[k] for k in sorted(latest)])
+        if entered:
+            stmt = self.insert(StageDaily)
+            self.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[StageDaily.day, StageDaily.journey, StageDaily.stage],
+                    set_={"entered": StageDaily.entered + stmt.excluded.entered},
+                ),
+                [
+                    {"day": d, "journey": j, "stage": s, "entered": n}
+                    for (d, j, s), n in sorted(entered.items())
+                ],
+            )
+        return len(returned)
+
+    def upsert_stages(self, rows: list[dict[str, Any]]) -> None:
+        """Each customer's stage on a journey, unless a later move is already recorded."""
+        if not rows:
+            return
+        stmt = self.insert(JourneyStateRow)
+        x = stmt.excluded
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[JourneyStateRow.customer_id, JourneyStateRow.journey],
+                set_={"stage": x.stage, "entered_at": x.entered_at, "event_id": x.event_id},
+                where=x.entered_at >= JourneyStateRow.entered_at,
+            ),
+            rows,
+        )
+
+    # -- friction --------------------------------------------------------------------
+    def _flags(self, batch: Batch, final: dict[str, str]) -> int:
+        if not batch.flags:
+            return 0
+        unique = {f.flag_id: f for f in batch.flags}
+        customers = sorted({final[f.customer_id] for f in unique.values()})
+        metrics: dict[str, Any] = {
+            m.customer_id: m
+            for m in self.conn.execute(
+                select(RelationshipMetrics.__table__).where(
+                    RelationshipMetrics.customer_id.in_(customers)
+                )
+            )
+        }
+        rows: list[dict[str, Any]] = []
+        for f in unique.values():
+            customer = final[f.customer_id]
+            rows.append(
+                {
+                    "flag_id": f.flag_id,
+                    "customer_id": customer,
+                    "raised_as": f.customer_id,
+                    "rule_id": f.rule_id,
+                    "severity": f.severity,
+                    "journey": f.journey,
+                    "stage": f.stage,
+                    "channel": f.channel,
+                    "occurred_at": f.occurred_at,
+                    "evidence": list(f.evidence),
+                    "value_at_risk": value_at_risk(f.rule_id, {}, metrics.get(customer)),
+                    "status": "open",
+                }
+            )
+        new = {
+            flag_id
+            for (flag_id,) in self.conn.execute(
+                self.insert(FrictionEvent)
+                .on_conflict_do_nothing()
+                .returning(FrictionEvent.flag_id),
+                rows,
+            )
+        }
+        daily: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
+        for row in rows:
+            if row["flag_id"] in new:
+                key = (
+                    day_of(row["occurred_at"]),
+                    row["journey"],
+                    row["stage"] or "",
+                    row["rule_id"],
+                    row["channel"],
+                )
+                daily[key][0] += 1
+                daily[key][1] += row["value_at_risk"]
+                self.touched.add(row["customer_id"])
+        if daily:
+            stmt = self.insert(FrictionDaily)
+            fd = FrictionDaily
+            self.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[fd.day, fd.journey, fd.stage, fd.rule_id, fd.channel],
+                    set_={
+                        "flags": fd.flags + stmt.excluded.flags,
+                        "value_at_risk": fd.value_at_risk + stmt.excluded.value_at_risk,
+                    },
+                ),
+                [
+                    {
+                        "day": d,
+                        "journey": j,
+                        "stage": s,
+                        "rule_id": r,
+                        "channel": c,
+                        "flags": n,
+                        "value_at_risk": v,
+                    }
+                    for (d, j, s, r, c), (n, v) in sorted(daily.items())
+                ],
+            )
+        return len(new)
+
+    # -- derived ---------------------------------------------------------------------
+    def _refresh_open_items(self) -> None:
+        """Open invoices (issued, unpaid) and open tickets of the customers this batch
+        touched, counted from their rows (either event of a pair may come first)."""
+        if not self.touched:
+            return
+        customers = sorted(self.touched)
+        m = RelationshipMetrics
+        open_invoice = and_(Invoice.issued_at.is_not(None), Invoice.paid_at.is_(None))
+        open_ticket = and_(
+            Ticket.last_opened_at.is_not(None),
+            or_(Ticket.resolved_at.is_(None), Ticket.resolved_at < Ticket.last_opened_at),
+        )
+        invoices = select(func.count(), func.coalesce(func.sum(Invoice.amount), 0)).where(
+            Invoice.customer_id == m.customer_id, open_invoice
+        )
+        tickets = select(func.count()).where(Ticket.customer_id == m.customer_id, open_ticket)
+        self.conn.execute(
+            update(m)
+            .where(m.customer_id.in_(customers))
+            .values(
+                open_invoices=invoices.with_only_columns(func.count()).scalar_subquery(),
+                amount_open=invoices.with_only_columns(
+                    func.coalesce(func.sum(Invoice.amount), 0)
+                ).scalar_subquery(),
+                open_tickets=tickets.scalar_subquery(),
+            )
+        )
+
+    def _refresh_health(self) -> None:
+        if not self.touched:
+            return
+        customers = sorted(self.touched)
+        metrics = self.conn.execute(
+            select(RelationshipMetrics.__table__).where(
+                RelationshipMetrics.customer_id.in_(customers)
+            )
+        ).all()
+        friction: dict[str, list[Any]] = defaultdict(list)
+        for flag in self.conn.execute(
+            select(FrictionEvent.__table__).where(
+                FrictionEvent.customer_id.in_(customers), FrictionEvent.status != "resolved"
+            )
+        ):
+            friction[flag.customer_id].append(flag)
+        overdue: dict[str, Decimal | None] = dict(
+            self.conn.execute(
+                select(Invoice.customer_id, func.sum(Invoice.amount))
+                .where(
+                    Invoice.customer_id.in_(customers),
+                    Invoice.issued_at.is_not(None),
+                    Invoice.paid_at.is_(None),
+                    Invoice.due_at < self.now,
+                )
+                .group_by(Invoice.customer_id)
+            ).all()
+        )
+        scores = [
+            {
+                "c": m.customer_id,
+                "h": health_score(
+                    m,
+                    friction[m.customer_id],
+                    self.now,
+                    amount_overdue=overdue.get(m.customer_id) or Decimal(0),
+                ),
+            }
+            for m in metrics
+        ]
+        if scores:
+            self.conn.execute(
+                update(RelationshipMetrics)
+                .where(RelationshipMetrics.customer_id == bindparam("c"))
+                .values(health_score=bindparam("h")),
+                scores,
+            )
+
+
+def replace_customer(event: Event, final: dict[str, str]) -> Event:
+    """``event`` under the customer it belongs to now."""
+    customer = final[event.customer_id]
+    if customer == event.customer_id:
+        return event
+    return replace(event, customer_id=customer)
+
+
+def _invoice_fact(invoices: dict[str, dict[str, Any]], e: Event) -> None:
+    """Fold one billing event into its invoice's row of this batch (events in time order)."""
+    a = e.attributes
+    row = invoices.setdefault(
+        a["invoice_id"],
+        dict.fromkeys(("amount", "currency", "issued_at", "due_at", "paid_at"))
+        | {"invoice_id": a["invoice_id"], "failed_payments": 0},
+    )
+    row["customer_id"] = e.customer_id
+    if e.type == "billing.invoice_issued":
+        row["amount"] = money(a.get("amount"))
+        row["currency"] = str(a.get("currency", ""))[:3]
+        row["issued_at"] = e.occurred_at
+        row["due_at"] = due_moment(a.get("due_date"))
+    elif e.type == "billing.payment_succeeded":
+        row["paid_at"] = row["paid_at"] or e.occurred_at
+    elif e.type == "billing.payment_failed":
+        row["failed_payments"] += 1
+
+
+def _ticket_fact(tickets: dict[str, dict[str, Any]], e: Event) -> None:
+    """Fold one ticket event into its ticket's row of this batch (events in time order)."""
+    a = e.attributes
+    row = tickets.setdefault(
+        a["ticket_id"],
+        dict.fromkeys(("topic", "via", "opened_at", "last_opened_at", "resolved_at"))
+        | {"ticket_id": a["ticket_id"], "reopened": 0},
+    )
+    row["customer_id"] = e.customer_id
+    if e.type == "support.ticket_opened":
+        row["opened_at"] = row["opened_at"] or e.occurred_at
+        row["topic"], row["via"] = a.get("topic"), a.get("via")
+        row["last_opened_at"] = e.occurred_at
+    elif e.type == "support.ticket_reopened":
+        row["reopened"] += 1
+        row["last_opened_at"] = e.occurred_at
+    elif e.type == "support.ticket_resolved":
+        row["resolved_at"] = e.occurred_at
