@@ -66,7 +66,7 @@ class DeadLetter(BaseModel):
         description="Category: invalid_json, contract_violation, unmapped_event or internal_error."
     )
     errors: tuple[DeadLetterError, ...]
-    stage: Literal["validate", "ingest"] = "validate"
+    stage: Literal["validate", "ingest", "sink"] = "validate"
     event_id: str | None = Field(
         default=None, description="The payload's event_id when one could be read, for tracing."
     )

@@ -122,6 +122,31 @@ class Settings(BaseSettings):
         description="Milliseconds the worker's producer waits to fill a batch before sending. "
         "0 sends each record at once: many tiny requests, a fraction of the throughput.",
     )
+    crm_sink_enabled: bool = Field(
+        default=True,
+        description="Run the CRM sink inside each worker: it writes resolved events, identity "
+        "merges, journey transitions and friction flags into the store (its own consumer "
+        "group, `<app_id>-crm-sink`). Off: run `touchstream sink` processes instead.",
+    )
+    crm_sink_batch_size: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Most records the CRM sink writes in one transaction.",
+    )
+    crm_sink_max_delay: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Seconds the CRM sink waits to fill a batch before writing what it has.",
+    )
+    crm_sink_max_backoff: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=600,
+        description="Longest pause, in seconds, between retries while the store is unreachable "
+        "(the sink waits and retries; it never skips records).",
+    )
     consumer_session_timeout: float = Field(
         default=10.0,
         ge=6.0,

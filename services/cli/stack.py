@@ -122,6 +122,22 @@ def worker(broker: BrokerOption = None) -> None:
 
 
 @app.command()
+def sink(broker: BrokerOption = None) -> None:
+    """Run the CRM sink alone (workers run one each unless TOUCHSTREAM_CRM_SINK_ENABLED=false):
+    resolved events, merges, transitions and flags into the store, until Ctrl-C."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from services.crm.service import run_sink
+
+    settings = load_settings(broker_url=broker)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_sink(settings, resolve_broker_url(settings), []))
+
+
+@app.command()
 def api(
     broker: BrokerOption = None,
     host: Annotated[str | None, typer.Option(help="Interface (TOUCHSTREAM_API_HOST).")] = None,

@@ -88,15 +88,24 @@ class ThrowawayPostgres:
                 "--no-sync",
             ]
         )
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server on the existing cluster (after :meth:`pause`)."""
         options = (
             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
             f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200"
         )
         pg_ctl = find_pg_bin("pg_ctl")
         self._run([pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start"])
-        return self
 
-    def stop(self) -> None:
+    def pause(self) -> None:
+        """Stop the server (its connections drop), keeping the cluster for :meth:`resume`:
+        a database outage, for tests."""
         if (self.data / "postmaster.pid").exists():
             self._run([find_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+
+    def stop(self) -> None:
+        self.pause()
         shutil.rmtree(self.base, ignore_errors=True)

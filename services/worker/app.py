@@ -6,6 +6,7 @@ same way (one composition root) and each test can use its own topics and group.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections import Counter
@@ -21,6 +22,7 @@ from faust.types import StreamT
 from mode.types.signals import BaseSignalT
 
 from schemas.records import SourceRecord
+from services.crm.service import SinkService, run_sink
 from services.identity.graph import GuardRails
 from services.identity.stage import IdentityStage
 from services.journeys.engine import Engine
@@ -171,9 +173,34 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
 
     app.timer(interval=settings.deadline_check_interval)(advance_event_time)
 
+    sinks: list[SinkService] = []
+    if settings.crm_sink_enabled:
+
+        async def crm_sink() -> None:
+            """The CRM sink, in this process with its own consumer group (see its module)."""
+            try:
+                await run_sink(settings, broker_url, sinks)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _exit_uncommitted("crm sink")
+
+        app.task(crm_sink)
+
     async def report_progress() -> None:
         if counts:
             log.info("processed so far: %s", orjson.dumps(dict(counts)).decode())
+        for sink in sinks:
+            s = sink.stats
+            state = f"store down, retry {s.retries}" if s.store_down_since else "ok"
+            log.info(
+                "crm sink (%s): %d records, %d new rows %s, %d dead letters",
+                state,
+                s.records,
+                s.rows,
+                orjson.dumps(s.written).decode(),
+                s.dead_letters,
+            )
 
     app.timer(interval=10.0)(report_progress)
 

@@ -98,11 +98,12 @@ def run(
     event_ids: set[str],
     *,
     timeout: float = 240.0,
+    settle: bool = True,
 ) -> list[dict[str, Any]]:
     """Emit the body a day of event time at a time, each once the last is resolved (as live
     traffic arrives, rather than weeks read at once from partitions at different paces),
     then the closing events (they move event time past every open deadline), and wait
-    until the flags stop changing."""
+    until the flags stop changing (unless ``settle`` is false)."""
     counter = ResolvedCounter(settings)
     try:
         sent = 0
@@ -112,6 +113,8 @@ def run(
             counter.wait_for(sent, timeout)
     finally:
         counter.close()
+    if not settle:  # the caller waits for what it needs
+        return []
     last: list[int] = [-1, 0]
 
     def settled() -> bool:

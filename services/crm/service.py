@@ -1,0 +1,256 @@
+"""The CRM sink as a running service: reads the pipeline's output topics with its own
+consumer group, writes each batch in one transaction, and commits offsets only after the
+store committed (at least once; the writer makes it effectively once).
+
+It has its own consumer group rather than being a Faust agent of the worker's app: an agent
+shares the worker's consumer, so a store outage would hold back journey processing and
+friction flags with it. Here, while the store is down, the sink waits and retries with
+backoff, the journey stage goes on, and nothing is skipped (docs/adr/0002-crm-sink.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError
+from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from schemas.records import DeadLetter, DeadLetterError, SourceRecord
+from services.crm.records import Batch, Undecodable, decode
+from services.crm.sink import CrmSink, Written
+from services.errors import StoreUnavailable
+from services.settings import Settings, bootstrap_servers
+from services.store.db import engine_for, upgrade
+
+log = logging.getLogger(__name__)
+
+
+def sink_group(settings: Settings) -> str:
+    return f"{settings.app_id}-crm-sink"
+
+
+def sink_topics(settings: Settings) -> dict[str, str]:
+    """Topic name -> the kind of record on it."""
+    t = settings.topics
+    return {
+        t.resolved: "event",
+        t.identity: "identity",
+        t.transitions: "transition",
+        t.flags: "flag",
+    }
+
+
+@dataclass
+class SinkStats:
+    """What the sink has done since it started (for logs, /metrics and tests)."""
+
+    batches: int = 0
+    records: int = 0
+    rows: int = 0
+    dead_letters: int = 0
+    retries: int = 0
+    store_down_since: float | None = None
+    last_error: str | None = None
+    written: dict[str, int] = field(default_factory=dict)
+
+
+class SinkService:
+    """Consume, write, commit; wait out store outages. ``run`` until cancelled."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        broker_url: str,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.broker_url = broker_url
+        self.sink = CrmSink(engine, clock=clock)
+        self.kinds = sink_topics(settings)
+        self.stats = SinkStats()
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self.kinds,
+            bootstrap_servers=bootstrap_servers(self.broker_url),
+            group_id=sink_group(self.settings),
+            client_id="touchstream-crm-sink",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.crm_sink_batch_size,
+            session_timeout_ms=int(self.settings.consumer_session_timeout * 1000),
+            max_poll_interval_ms=3_600_000,  # a store outage is waited out, not a failure
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.broker_url))
+        await consumer.start()
+        await producer.start()
+        try:
+            while True:
+                records = await self._fill(consumer)
+                if not records:
+                    continue
+                batch = await self._decode(records, producer)
+                written = await self._write(batch)
+                self._count(len(records), written)
+                try:
+                    await consumer.commit()
+                except CommitFailedError as error:  # rebalanced meanwhile: redelivered, idempotent
+                    log.warning("crm sink: commit after a rebalance failed (%s)", error)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def _fill(self, consumer: AIOKafkaConsumer) -> list[ConsumerRecord[bytes, bytes]]:
+        """Up to ``crm_sink_batch_size`` records, waiting at most ``crm_sink_max_delay``."""
+        size, delay = self.settings.crm_sink_batch_size, self.settings.crm_sink_max_delay
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + delay
+        while len(records) < size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            fetched = await consumer.getmany(
+                timeout_ms=int(left * 1000), max_records=size - len(records)
+            )
+            for part in fetched.values():
+                records.extend(part)
+        return records
+
+    async def _decode(
+        self, records: list[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer
+    ) -> Batch:
+        batch = Batch()
+        for record in records:
+            try:
+                decode(self.kinds[record.topic], record.value or b"", batch)
+            except Undecodable as error:
+                await self._dead_letter(producer, record, str(error))
+        return batch
+
+    async def _dead_letter(
+        self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], reason: str
+    ) -> None:
+        """A record the sink cannot read goes to the dead-letter topic, with why."""
+        letter = DeadLetter.create(
+            reason="internal_error",
+            errors=(DeadLetterError(field="record", rule="crm_sink", message=reason),),
+            stage="sink",
+            origin=SourceRecord(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+            ),
+            key=record.key,
+            payload=record.value or b"",
+            dead_lettered_at=datetime.now(UTC),
+        )
+        await producer.send_and_wait(
+            self.settings.topics.dlq, letter.model_dump_json().encode(), key=record.key
+        )
+        self.stats.dead_letters += 1
+        log.error("crm sink: %s/%s/%s dead-lettered: %s", *letter_where(record), reason)
+
+    async def _write(self, batch: Batch) -> Written:
+        """Write ``batch``; while the store is unreachable, wait and try again (doubling the
+        pause up to ``crm_sink_max_backoff``). The batch is one transaction, so a retry
+        after a failure in the middle starts clean."""
+        pause = 0.2
+        while True:
+            try:
+                written = await asyncio.to_thread(self.sink.write, batch)
+            except (OperationalError, DBAPIError) as error:
+                if not _transient(error):
+                    raise
+                self.stats.retries += 1
+                self.stats.last_error = str(error.orig or error).strip().splitlines()[0]
+                if self.stats.store_down_since is None:
+                    self.stats.store_down_since = time.monotonic()
+                    log.warning("crm sink: store unavailable, retrying: %s", self.stats.last_error)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.settings.crm_sink_max_backoff)
+                continue
+            if self.stats.store_down_since is not None:
+                down = time.monotonic() - self.stats.store_down_since
+                log.warning("crm sink: store back after %.1fs; resuming", down)
+                self.stats.store_down_since = None
+            return written
+
+    def _count(self, records: int, written: Written) -> None:
+        s = self.stats
+        s.batches += 1
+        s.records += records
+        s.rows += written.rows
+        for name in ("interactions", "transitions", "flags", "merges"):
+            s.written[name] = s.written.get(name, 0) + getattr(written, name)
+
+
+def letter_where(record: ConsumerRecord[bytes, bytes]) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
+
+
+def _transient(error: DBAPIError) -> bool:
+    """A lost or refused connection, a deadlock, a serialization failure: worth a retry.
+    Anything else (a bug, a constraint the writer should have handled) is raised."""
+    if error.connection_invalidated or isinstance(error, OperationalError):
+        return True
+    code = getattr(error.orig, "pgcode", None)
+    return code in {"40001", "40P01", "57P01", "57P02", "57P03"}
+
+
+async def run_sink(settings: Settings, broker_url: str, service: list[SinkService]) -> None:
+    """Migrate the store (waiting for it if it is down), then run the sink until cancelled.
+    ``service`` receives the running :class:`SinkService` (for progress reports)."""
+    url = settings.store_url()
+    pause = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(upgrade, url)
+            break
+        except StoreUnavailable as error:
+            log.warning("crm sink: waiting for the store: %s", error)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, settings.crm_sink_max_backoff)
+    sink = SinkService(settings, broker_url, engine_for(url))
+    service.append(sink)
+    await sink.run()
+
+
+def sink_backlog(settings: Settings, broker_url: str, *, timeout: float = 10.0) -> int | None:
+    """Records on the sink's topics it has not committed yet (None: the broker did not say
+    within ``timeout``). The end of a partition is the high watermark of a fetch from the
+    committed offset: the embedded broker's ListOffsets answer can stop short of it."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers(broker_url),
+        group_id=sink_group(settings),
+        enable_auto_commit=False,
+        client_id="touchstream-crm-sink-lag",
+    )
+    try:
+        tps = [
+            TopicPartition(topic, p)
+            for topic in sink_topics(settings)
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(tps)
+        committed = {tp: consumer.committed(tp) or 0 for tp in tps}
+        for tp, offset in committed.items():
+            consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200, max_records=1)
+            ends = {tp: consumer.highwater(tp) for tp in tps}
+            if all(end is not None for end in ends.values()):
+                return sum(max(0, (ends[tp] or 0) - committed[tp]) for tp in tps)
+        return None
+    finally:
+        consumer.close()
