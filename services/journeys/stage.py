@@ -200,13 +200,17 @@ class JourneyStage:
         self.store[HELD + customer] = orjson.dumps(held)
 
     def _release(self, customer: str, state: CustomerState) -> list[Output]:
-        """The events that waited for a merged state, applied now that it is here."""
+        """The events that waited for a merged state, applied now that it is here, in event
+        time order: they arrived in the coordinator's order, in which a login can precede
+        the anonymous browsing before it (read from another raw partition)."""
         raw = self.store.get(HELD + customer)
         if raw is None:
             return []
         del self.store[HELD + customer]
         outputs = []
-        for event_id, type_, at, attributes in orjson.loads(raw):
+        held = orjson.loads(raw)
+        held.sort(key=lambda e: datetime.fromisoformat(e[2]))  # stable: ties keep arrival
+        for event_id, type_, at, attributes in held:
             event = Touchpoint(event_id, type_, datetime.fromisoformat(at), attributes)
             outputs += self._apply_event(state, customer, event)
         return outputs

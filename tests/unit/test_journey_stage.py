@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from services.journeys.codec import load_state
 from services.journeys.engine import Engine
 from services.journeys.loader import default_maps_dir, load_maps
 from services.journeys.stage import JourneyStage, Output
@@ -287,3 +288,29 @@ def test_a_loser_without_state_still_sends_an_empty_transfer() -> None:
 
     (out,) = JourneyStage(ENGINE, {}).apply([Merged("cus-w", "ts_nobody", "e-link")])
     assert orjson.loads(out.value)["state"] == {"v": 1}
+
+
+def test_events_held_for_a_merged_state_are_applied_in_event_time_order() -> None:
+    """After a login, the anonymous browsing before it can arrive at the winner after later
+    events (read from another raw partition). Held, they are applied in event-time order:
+    the stay in ``consider`` began at the last product view, not the first."""
+    from services.journeys.stage import Expected, Merged, Transfer
+
+    winner_side, loser_side = JourneyStage(ENGINE, {}), JourneyStage(ENGINE, {})
+    first = ev("web.product_view", 2 * M, sku="k", session_id="s")
+    loser_side.apply(
+        [("ts_l", ev("web.page_view", 0 * M, url="u", session_id="s")), ("ts_l", first)]
+    )
+    search = ev("web.search", 4 * M, query="q", results_count=1)  # back to discover
+    again = ev("web.product_view", 6 * M, sku="k", session_id="s")  # consider again
+    after = ev("web.product_view", 9 * M, sku="k", session_id="s")
+    winner_side.apply(
+        [Expected("cus-w", "ts_l"), ("cus-w", after), ("cus-w", search), ("cus-w", again)]
+    )
+    (out,) = loser_side.apply([Merged("cus-w", "ts_l", "e-link")])
+    record = orjson.loads(out.value)
+    winner_side.apply(
+        [Transfer("cus-w", "ts_l", orjson.dumps(record["state"]), record["awaiting"])]
+    )
+    visit = load_state(winner_side.store["cus-w"]).stages["purchase"]
+    assert (visit.stage, visit.event_id) == ("consider", again.event_id)
