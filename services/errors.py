@@ -7,9 +7,12 @@ from schemas.errors import TouchstreamError
 __all__ = [
     "BrokerUnavailable",
     "ConfigurationError",
+    "CrmImportError",
     "EmbeddedStackError",
+    "FrictionTransitionRefused",
     "StoreUnavailable",
     "TouchstreamError",
+    "UnknownFriction",
 ]
 
 
@@ -27,3 +30,15 @@ class EmbeddedStackError(TouchstreamError):
 
 class StoreUnavailable(TouchstreamError):
     """The relationship store (PostgreSQL or SQLite) cannot be reached or migrated."""
+
+
+class UnknownFriction(TouchstreamError):
+    """No friction event has the given flag id."""
+
+
+class FrictionTransitionRefused(TouchstreamError):
+    """A friction event cannot move to the asked status from the one it is in."""
+
+
+class CrmImportError(TouchstreamError):
+    """A CRM import cannot start or go on: its file, format or column mapping is wrong."""

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from services import __version__
+from services.api.customers import customers_router
 from services.api.dlq_watch import watch_dead_letters
 from services.api.ingest import Ingestion, ingestion_router
 from services.api.metrics import ApiMetrics
@@ -86,6 +87,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(ingestion_router(ingestion))
+    app.include_router(customers_router(store_engine(settings)))
     started = time.monotonic()
 
     @app.get("/health", tags=["ops"])

@@ -21,7 +21,17 @@ err = Console(stderr=True)
 
 def main() -> None:
     """Entry point: run a command; a TouchstreamError becomes a one-paragraph message, exit 2."""
-    from services.cli import admin, config, events, friction, maps, simulate, stack  # noqa: F401
+    from services.cli import (  # noqa: F401
+        admin,
+        config,
+        crm,
+        customer,
+        events,
+        friction,
+        maps,
+        simulate,
+        stack,
+    )
 
     try:
         app()

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli import app
+from services.cli.customer import change_flag
 from services.cli.options import BrokerOption, load_settings
 from services.kafka import read_to_end
 from services.runstate import resolve_broker_url
@@ -101,3 +102,28 @@ def friction_list(
             print(orjson.dumps(flag).decode())
         return
     out.print(flags_table(flags, f"{len(flags)} friction flags"))
+
+
+FlagId = Annotated[str, typer.Argument(help="The flag id (see `touchstream customer show`).")]
+Note = Annotated[str, typer.Option("--note", help="What was done or why; kept in the history.")]
+Actor = Annotated[
+    str | None, typer.Option("--actor", help="Who does it (default: $USER, else cli).")
+]
+
+
+@friction_app.command("ack")
+def friction_ack(flag_id: FlagId, note: Note, actor: Actor = None) -> None:
+    """Acknowledge a flag in the CRM store: someone is on it. Exits 1 if there is no such flag."""
+    change_flag(flag_id, "acknowledged", note, actor)
+
+
+@friction_app.command("resolve")
+def friction_resolve(flag_id: FlagId, note: Note, actor: Actor = None) -> None:
+    """Resolve a flag in the CRM store: the loop is closed. Exits 1 if there is no such flag."""
+    change_flag(flag_id, "resolved", note, actor)
+
+
+@friction_app.command("reopen")
+def friction_reopen(flag_id: FlagId, note: Note, actor: Actor = None) -> None:
+    """Reopen an acknowledged or resolved flag. Exits 1 if there is no such flag."""
+    change_flag(flag_id, "open", note, actor)
