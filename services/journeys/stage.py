@@ -116,6 +116,7 @@ class JourneyStage:
         self._due: list[tuple[datetime, str]] = []
         self._indexed: dict[str, datetime] = {}
         self._waiting: set[str] = set()  # customers a merged state is on its way to
+        self.too_late = 0  # events older than the watermark: counted, not applied
 
     def rebuild_index(self, customers: Iterable[str]) -> None:
         """After partitions are (re)assigned: index the deadlines of the customers now owned."""
@@ -153,7 +154,12 @@ class JourneyStage:
         return {c: min(m[c] for m in marks) for c in channels}
 
     def apply(self, items: Iterable[Item]) -> list[Output]:
-        """Apply events and control records in order; return the records to send."""
+        """Apply events and control records in order; return the records to send.
+
+        An event older than the watermark of its channel is past the allowed lateness: a
+        redelivery of old traffic, or a feed that broke the contract. Deadlines before it
+        were already decided, so it is counted in ``too_late`` and not applied (the CRM
+        sink still records it); duplicates of old events thus change nothing here."""
         outputs: list[Output] = []
         states: dict[str, CustomerState] = {}
 
@@ -164,15 +170,19 @@ class JourneyStage:
                 state = states[customer] = load_state(raw) if raw is not None else CustomerState()
             return state
 
+        limits = self.watermarks() if self.event_time == "records" else {}
         for item in items:
             if isinstance(item, tuple):
                 customer, event = item
-                if customer in self._waiting:
+                if self._too_late(event, limits):
+                    self.too_late += 1  # past the allowed lateness: deadlines were decided
+                elif customer in self._waiting:
                     self._hold(customer, event)  # applied once the merged state is here
                 else:
                     outputs += self._apply_event(state_of(customer), customer, event)
             elif isinstance(item, Watermark):
                 self.marks[item.partition] = item.channels
+                limits = self.watermarks()
             elif isinstance(item, Merged):
                 outputs += self._hand_over(item, states)
             elif isinstance(item, Expected):
@@ -183,6 +193,13 @@ class JourneyStage:
             self.store[customer] = dump_state(state)
             self._index(customer, state)
         return outputs
+
+    def _too_late(self, event: Touchpoint, limits: dict[str, datetime]) -> bool:
+        if self.event_time == "events":
+            latest = self.latest.get(event.channel)
+            return latest is not None and event.occurred_at < latest - self.engine.lateness
+        limit = limits.get(event.channel)
+        return limit is not None and event.occurred_at < limit
 
     def _apply_event(self, state: CustomerState, customer: str, event: Touchpoint) -> list[Output]:
         outcome = self.engine.apply(state, customer, event)

@@ -190,6 +190,12 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     async def report_progress() -> None:
         if counts:
             log.info("processed so far: %s", orjson.dumps(dict(counts)).decode())
+        if stage.too_late:
+            log.warning(
+                "journey: %d events older than the watermark (past the allowed lateness) "
+                "were not applied to journeys; the CRM store still has them",
+                stage.too_late,
+            )
         for sink in sinks:
             s = sink.stats
             state = f"store down, retry {s.retries}" if s.store_down_since else "ok"

@@ -314,3 +314,22 @@ def test_events_held_for_a_merged_state_are_applied_in_event_time_order() -> Non
     )
     visit = load_state(winner_side.store["cus-w"]).stages["purchase"]
     assert (visit.stage, visit.event_id) == ("consider", again.event_id)
+
+
+def test_an_event_older_than_the_watermark_is_counted_not_applied() -> None:
+    """Past the allowed lateness (a redelivery of last month, a feed that broke the
+    contract) an event cannot be judged against deadlines already decided: the journey
+    stage counts it and leaves journeys alone (the CRM sink still records it)."""
+    from services.journeys.stage import Watermark
+
+    stage = JourneyStage(ENGINE, {}, event_time="records")
+    tickets = [
+        ev("support.ticket_opened", n * M, ticket_id=f"t{n}", topic="x", via="chat") for n in (0, 1)
+    ]
+    stage.apply([Watermark(0, dict.fromkeys(ALL, T0 - M)), *(("cus-1", t) for t in tickets)])
+    stage.apply([Watermark(0, dict.fromkeys(ALL, T0 + 60 * M))])
+    third = ev("support.ticket_opened", 2 * M, ticket_id="t2", topic="x", via="chat")
+    assert flags(stage.apply([("cus-1", third), ("cus-1", tickets[0])])) == []  # both too late
+    assert stage.too_late == 2
+    fresh = ev("support.ticket_opened", 61 * M, ticket_id="t3", topic="x", via="chat")
+    assert [f["rule_id"] for f in flags(stage.apply([("cus-1", fresh)]))] == ["repeat_contact"]
