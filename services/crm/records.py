@@ -105,8 +105,9 @@ def money(value: Any) -> Decimal | None:
 
 
 def day_of(at: datetime) -> date:
-    """The UTC day of an event time (the daily report tables' key)."""
-    return at.astimezone(UTC).date()
+    """The UTC day of an event time (the daily report tables' key); a naive time (SQLite
+    returns them) is UTC already."""
+    return (at if at.tzinfo is None else at.astimezone(UTC)).date()
 
 
 def decode(kind: str, value: bytes, batch: Batch) -> None:

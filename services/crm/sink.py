@@ -454,31 +454,36 @@ class _Transaction(MergeMoves):
                 daily[key][0] += 1
                 daily[key][1] += row["value_at_risk"]
                 self.touched.add(row["customer_id"])
-        if daily:
-            stmt = self.insert(FrictionDaily)
-            fd = FrictionDaily
-            self.conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[fd.day, fd.journey, fd.stage, fd.rule_id, fd.channel],
-                    set_={
-                        "flags": fd.flags + stmt.excluded.flags,
-                        "value_at_risk": fd.value_at_risk + stmt.excluded.value_at_risk,
-                    },
-                ),
-                [
-                    {
-                        "day": d,
-                        "journey": j,
-                        "stage": s,
-                        "rule_id": r,
-                        "channel": c,
-                        "flags": n,
-                        "value_at_risk": v,
-                    }
-                    for (d, j, s, r, c), (n, v) in sorted(daily.items())
-                ],
-            )
+        self._add_daily(daily)
         return len(new)
+
+    def _add_daily(self, daily: dict[tuple[Any, ...], list[Any]]) -> None:
+        """Add ``[flags, value at risk]`` per (day, journey, stage, rule, channel)."""
+        if not daily:
+            return
+        stmt = self.insert(FrictionDaily)
+        fd = FrictionDaily
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[fd.day, fd.journey, fd.stage, fd.rule_id, fd.channel],
+                set_={
+                    "flags": fd.flags + stmt.excluded.flags,
+                    "value_at_risk": fd.value_at_risk + stmt.excluded.value_at_risk,
+                },
+            ),
+            [
+                {
+                    "day": d,
+                    "journey": j,
+                    "stage": s,
+                    "rule_id": r,
+                    "channel": c,
+                    "flags": n,
+                    "value_at_risk": v,
+                }
+                for (d, j, s, r, c), (n, v) in sorted(daily.items())
+            ],
+        )
 
     # -- derived ---------------------------------------------------------------------
     def _refresh_open_items(self) -> None:
@@ -537,6 +542,7 @@ class _Transaction(MergeMoves):
                 .group_by(Invoice.customer_id)
             ).all()
         )
+        self._revalue(metrics, friction)
         scores = [
             {
                 "c": m.customer_id,
@@ -556,6 +562,28 @@ class _Transaction(MergeMoves):
                 .values(health_score=bindparam("h")),
                 scores,
             )
+
+    def _revalue(self, metrics: Sequence[Any], friction: dict[str, list[Any]]) -> None:
+        """Value at risk of open friction follows the customer's metrics (spend, open
+        amount), so it does not depend on when the sink happened to write the flag."""
+        by_customer = {m.customer_id: m for m in metrics}
+        changed: list[dict[str, Any]] = []
+        daily: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
+        for customer, flags in friction.items():
+            for f in flags:
+                value = value_at_risk(f.rule_id, {}, by_customer.get(customer))
+                if value != f.value_at_risk:
+                    changed.append({"f": f.flag_id, "v": value})
+                    key = (day_of(f.occurred_at), f.journey, f.stage or "", f.rule_id, f.channel)
+                    daily[key][1] += value - Decimal(f.value_at_risk)
+        if changed:
+            self.conn.execute(
+                update(FrictionEvent)
+                .where(FrictionEvent.flag_id == bindparam("f"))
+                .values(value_at_risk=bindparam("v")),
+                changed,
+            )
+            self._add_daily(daily)
 
 
 def replace_customer(event: Event, final: dict[str, str]) -> Event:

@@ -242,3 +242,11 @@ def test_an_unreadable_record_says_why() -> None:
     batch = Batch()
     decode("event", b'{"control": "watermark", "channels": {}}', batch)
     assert (len(batch), batch.skipped) == (0, 1)
+
+
+def test_value_at_risk_follows_the_metrics_whatever_came_first(sink: CrmSink) -> None:
+    write(sink, flag("f1", "cus-1", rule="checkout_abandoned"))  # before any purchase
+    assert one(sink, "SELECT value_at_risk FROM friction_events")[0] == 0
+    write(sink, event("e1", "store.pos_sale", "cus-1", 0 * H, **SALE))
+    assert Decimal(one(sink, "SELECT value_at_risk FROM friction_events")[0]) == Decimal("40.50")
+    assert Decimal(one(sink, "SELECT value_at_risk FROM friction_daily")[0]) == Decimal("40.50")
