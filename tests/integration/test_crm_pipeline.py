@@ -6,6 +6,7 @@ outage mid-stream ends with the same rows as a run without it."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -28,6 +29,10 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
 
 CUSTOMERS, DAYS = 300, 30
 _baseline: dict[str, Any] = {}  # the snapshot of the run without an outage, for the outage test
+# Which profiles merged (rather than linking directly) and which stage moves were seen
+# depend on the order the identity coordinator read the raw partitions in, which differs
+# from run to run; what the store holds about each customer does not.
+ORDER_DEPENDENT = ("merges", "transitions", "stage_daily")
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +109,25 @@ def _check_customer(conn: sa.Connection, customer: str, t: Truth) -> list[str]:
     return problems
 
 
+def _check_truth(url: str, scenario: Scenario) -> dict[str, Truth]:
+    """Every customer's rows against the scenario's truth; returns the truth."""
+    truths = truth(scenario)
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            problems = {
+                customer: p
+                for customer, t in truths.items()
+                if (p := _check_customer(conn, customer, t))
+            }
+    finally:
+        engine.dispose()
+    assert problems == {}, f"{len(problems)} of {len(truths)} customers differ: " + str(
+        list(problems.items())[:5]
+    )
+    return truths
+
+
 def test_the_store_agrees_with_the_scenario_and_a_redelivery_changes_nothing(
     settings: Settings, database_url: str, scenario: Scenario
 ) -> None:
@@ -111,17 +135,8 @@ def test_the_store_agrees_with_the_scenario_and_a_redelivery_changes_nothing(
     worker = start_worker(crm)
     try:
         _run(crm, scenario)
-        truths = truth(scenario)
+        truths = _check_truth(database_url, scenario)
         engine = engine_for(database_url)
-        with engine.connect() as conn:
-            problems = {
-                customer: p
-                for customer, t in truths.items()
-                if (p := _check_customer(conn, customer, t))
-            }
-        assert problems == {}, f"{len(problems)} of {len(truths)} customers differ: " + str(
-            list(problems.items())[:5]
-        )
         for customer in random.Random(5).sample(sorted(truths), 25):  # the 360 view itself
             view = customer_360(engine, customer)
             assert view is not None, customer
@@ -186,25 +201,35 @@ def test_a_30_second_store_outage_mid_stream_ends_with_the_same_rows(
         _baseline["snapshot"] = snapshot(url)
     crm = _crm_settings(settings, outage_postgres.url)
     worker = start_worker(crm)
+    half = len(pipeline.by_day(scenario.events)) // 2
+    seen: dict[str, Any] = {}
+
+    def end_outage() -> None:  # 30 s after the store went down, mid-stream
+        seen["alive"] = worker.alive()
+        seen["backlog"] = sink_backlog(crm, crm.broker_url or "")
+        outage_postgres.resume()
+
+    def outage(day: int) -> None:
+        if day == half:
+            outage_postgres.pause()
+            seen["timer"] = threading.Timer(30.0, end_outage)
+            seen["timer"].start()
+
     try:
-        days = pipeline.by_day(scenario.events)
-        half = len(days) // 2
-        first_half = [e for day in days[:half] for e in day]
-        second_half = [e for day in days[half:] for e in day]
         expected = pipeline.expected_keys(scenario.expected)
-        pipeline.run(crm, first_half, [], expected, _events(scenario), settle=False)
-        outage_postgres.pause()
-        try:
-            started = time.monotonic()
-            pipeline.emit(crm, second_half + scenario.closing)
-            time.sleep(max(0.0, 30 - (time.monotonic() - started)))
-            assert worker.alive(), worker.tail(30)
-            assert (sink_backlog(crm, crm.broker_url or "") or 0) > 0  # it waited, not skipped
-        finally:
-            outage_postgres.resume()
+        pipeline.run(
+            crm, scenario.events, scenario.closing, expected, _events(scenario), before_chunk=outage
+        )
+        seen["timer"].join()
+        assert seen["alive"], worker.tail(30)
+        assert (seen["backlog"] or 0) > 0  # it waited for the store, it did not skip
         wait_stored(crm)
         assert worker.alive()
         assert "store unavailable, retrying" in worker.tail(400)
-        assert snapshot(outage_postgres.url) == _baseline["snapshot"]
+        _check_truth(outage_postgres.url, scenario)
+        after, before = snapshot(outage_postgres.url), _baseline["snapshot"]
+        for name in ORDER_DEPENDENT:  # how identity decisions fell, not what the store lost
+            after.pop(name), before.pop(name)
+        assert after == before
     finally:
         worker.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -99,6 +100,7 @@ def run(
     *,
     timeout: float = 240.0,
     settle: bool = True,
+    before_chunk: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Emit the body a day of event time at a time, each once the last is resolved (as live
     traffic arrives, rather than weeks read at once from partitions at different paces),
@@ -107,7 +109,9 @@ def run(
     counter = ResolvedCounter(settings)
     try:
         sent = 0
-        for chunk in [*by_day(body), closing]:
+        for number, chunk in enumerate([*by_day(body), closing]):
+            if before_chunk is not None:
+                before_chunk(number)
             emit(settings, chunk)
             sent += len(chunk)
             counter.wait_for(sent, timeout)
