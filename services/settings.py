@@ -129,7 +129,7 @@ class Settings(BaseSettings):
         "group, `<app_id>-crm-sink`). Off: run `touchstream sink` processes instead.",
     )
     crm_sink_batch_size: int = Field(
-        default=2000,
+        default=5000,
         ge=1,
         le=100_000,
         description="Most records the CRM sink writes in one transaction.",

@@ -36,6 +36,7 @@ class MergeMoves:
 
     conn: Connection
     touched: set[str]
+    itemized: set[str]
 
     def insert(self, model: Any) -> Any:
         raise NotImplementedError
@@ -120,6 +121,8 @@ class MergeMoves:
         self._move_customers(losers, moves)
         self.touched -= set(losers)
         self.touched |= set(moves.values())
+        self.itemized -= set(losers)
+        self.itemized |= set(moves.values())
 
     def _move_journeys(self, losers: list[str], moves: dict[str, str]) -> None:
         table = JourneyStateRow.__table__

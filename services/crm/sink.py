@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from services.crm.bulk import upsert
 from services.crm.health import health_score, value_at_risk
 from services.crm.merges import MergeMoves
 from services.crm.records import PURCHASES, Batch, Event, day_of, money
@@ -49,9 +50,10 @@ from services.store.models import (
     Ticket,
 )
 
-COUNTERS = ("orders", "returns", "other_currency_amounts", "failed_payments", "interactions")
 AMOUNTS = ("lifetime_spend", "returned_amount")
 LATEST = ("last_web_at", "last_store_at", "last_billing_at", "last_support_at")
+SURVEYS = ("csat", "nps")
+MONEY_KEYS = ("currency_amounts", "failed_payments", "orders", "returns", *AMOUNTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,8 @@ class _Transaction(MergeMoves):
         self.conn = conn
         self.dialect = dialect
         self.now = now
-        self.touched: set[str] = set()
+        self.touched: set[str] = set()  # customers whose metrics or friction changed
+        self.itemized: set[str] = set()  # customers whose invoices or tickets changed
 
     # -- dialect helpers -------------------------------------------------------------
     def insert(self, model: Any) -> Any:
@@ -133,9 +136,11 @@ class _Transaction(MergeMoves):
         ]
         new_ids = {
             event_id
-            for (event_id,) in self.conn.execute(
-                self.insert(Interaction).on_conflict_do_nothing().returning(Interaction.event_id),
+            for (event_id,) in upsert(
+                self.conn,
+                Interaction,
                 rows,
+                lambda stmt: stmt.on_conflict_do_nothing().returning(stmt.table.c.event_id),
             )
         }
         new = [replace_customer(unique[i], final) for i in sorted(new_ids)]
@@ -152,18 +157,22 @@ class _Transaction(MergeMoves):
             first[e.customer_id] = e.occurred_at if at is None else min(at, e.occurred_at)
         if not first:
             return
-        stmt = self.insert(Customer)
-        self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Customer.customer_id],
-                set_={
-                    "first_seen_at": self.least(Customer.first_seen_at, stmt.excluded.first_seen_at)
-                },
-            ),
+        upsert(
+            self.conn,
+            Customer,
             [
                 {"customer_id": c, "first_seen_at": at, "updated_at": self.now, "custom": {}}
                 for c, at in sorted(first.items())
             ],
+            lambda stmt: stmt.on_conflict_do_update(
+                index_elements=[Customer.customer_id],
+                set_={"first_seen_at": stmt.excluded.first_seen_at},
+                # a known customer seen again writes nothing
+                where=or_(
+                    Customer.first_seen_at.is_(None),
+                    Customer.first_seen_at > stmt.excluded.first_seen_at,
+                ),
+            ),
         )
 
     def _identities(self, events: Sequence[Event]) -> None:
@@ -174,9 +183,14 @@ class _Transaction(MergeMoves):
                 owner[identifier] = (e.customer_id, first[1] if first else e.occurred_at)
         if not owner:
             return
-        stmt = self.insert(Identity)
-        self.conn.execute(
-            stmt.on_conflict_do_update(
+        upsert(
+            self.conn,
+            Identity,
+            [
+                {"kind": k, "value": v, "customer_id": c, "first_seen_at": at}
+                for (k, v), (c, at) in sorted(owner.items())
+            ],
+            lambda stmt: stmt.on_conflict_do_update(
                 index_elements=[Identity.kind, Identity.value],
                 set_={
                     "customer_id": stmt.excluded.customer_id,
@@ -184,11 +198,12 @@ class _Transaction(MergeMoves):
                         Identity.first_seen_at, stmt.excluded.first_seen_at
                     ),
                 },
+                # an identifier seen again for the same customer writes nothing
+                where=or_(
+                    Identity.customer_id != stmt.excluded.customer_id,
+                    Identity.first_seen_at > stmt.excluded.first_seen_at,
+                ),
             ),
-            [
-                {"kind": k, "value": v, "customer_id": c, "first_seen_at": at}
-                for (k, v), (c, at) in sorted(owner.items())
-            ],
         )
 
     def _ledger(self, events: Sequence[Event]) -> None:
@@ -216,8 +231,10 @@ class _Transaction(MergeMoves):
                 )
             elif e.type.startswith("billing.") and isinstance(a.get("invoice_id"), str):
                 _invoice_fact(invoices, e)
+                self.itemized.add(e.customer_id)
             elif e.type.startswith("support.ticket_") and isinstance(a.get("ticket_id"), str):
                 _ticket_fact(tickets, e)
+                self.itemized.add(e.customer_id)
         if orders:
             self.conn.execute(self.insert(Order).on_conflict_do_nothing(), orders)
         if invoices:
@@ -279,58 +296,104 @@ class _Transaction(MergeMoves):
 
     def add_metrics(self, deltas: dict[str, dict[str, Any]]) -> None:
         """Add counts and amounts into each customer's metrics row (created if missing).
-        Amounts add up in the customer's currency, the first one seen."""
+        Amounts add up in the customer's currency, the first one seen. Three upserts,
+        each with only the customers it concerns: activity (every customer), money and
+        surveys (the few whose events carry them)."""
         if not deltas:
             return
         customers = sorted(deltas)
-        currency = dict(
-            self.conn.execute(
-                select(RelationshipMetrics.customer_id, RelationshipMetrics.currency).where(
-                    RelationshipMetrics.customer_id.in_(customers)
-                )
-            ).all()
+        self.touched.update(customers)
+        paying = [c for c in customers if any(deltas[c].get(n) for n in MONEY_KEYS)]
+        currency = (
+            dict(
+                self.conn.execute(
+                    select(RelationshipMetrics.customer_id, RelationshipMetrics.currency).where(
+                        RelationshipMetrics.customer_id.in_(paying)
+                    )
+                ).all()
+            )
+            if paying
+            else {}
         )
-        rows = []
-        for customer in customers:
-            d = deltas[customer]
-            row = {name: d.get(name, 0) for name in COUNTERS}
-            row |= {name: Decimal(d.get(name, 0)) for name in AMOUNTS}
-            row |= {name: d.get(name) for name in LATEST}
-            for name in ("csat", "nps"):
-                row[f"last_{name}"] = d.get(f"last_{name}")
-                row[f"last_{name}_at"] = d.get(f"last_{name}_at")
-            own = currency.get(customer) or d.get("currency")
-            for is_return, cur, amount in d.get("currency_amounts", ()):
-                own = own or cur
-                if cur != own:
-                    row["other_currency_amounts"] += 1
-                elif is_return:
-                    row["returns"] += 1
-                    row["returned_amount"] += amount
-                    row["lifetime_spend"] -= amount
-                else:
-                    row["orders"] += 1
-                    row["lifetime_spend"] += amount
-            row |= {"customer_id": customer, "currency": own, "updated_at": self.now}
-            rows.append(row)
-            self.touched.add(customer)
-        stmt = self.insert(RelationshipMetrics)
-        m, x = RelationshipMetrics, stmt.excluded
-        change: dict[str, Any] = {
-            name: getattr(m, name) + x[name] for name in (*COUNTERS, *AMOUNTS)
-        }
-        change |= {name: self.greatest(getattr(m, name), x[name]) for name in LATEST}
-        for name in ("csat", "nps"):
+        base = {"updated_at": self.now}
+        activity = [
+            {"customer_id": c, "interactions": deltas[c].get("interactions", 0)}
+            | {name: deltas[c].get(name) for name in LATEST}
+            | base
+            for c in customers
+        ]
+        money = [self._money(c, deltas[c], currency.get(c)) | base for c in paying]
+        surveys = [
+            {"customer_id": c}
+            | {
+                f"last_{n}{at}": deltas[c].get(f"last_{n}{at}")
+                for n in SURVEYS
+                for at in ("", "_at")
+            }
+            | base
+            for c in customers
+            if any(deltas[c].get(f"last_{n}_at") for n in SURVEYS)
+        ]
+        m = RelationshipMetrics
+        for rows, change in (
+            (activity, self._activity_change),
+            (money, self._money_change),
+            (surveys, self._survey_change),
+        ):
+            if rows:
+                upsert(
+                    self.conn,
+                    m,
+                    rows,
+                    lambda stmt, change=change: stmt.on_conflict_do_update(  # type: ignore[misc]
+                        index_elements=[m.customer_id],
+                        set_=change(stmt.excluded) | {"updated_at": stmt.excluded.updated_at},
+                    ),
+                )
+
+    @staticmethod
+    def _money(customer: str, d: dict[str, Any], stored: str | None) -> dict[str, Any]:
+        row: dict[str, Any] = {"customer_id": customer}
+        row |= {name: d.get(name, 0) for name in ("orders", "returns", "other_currency_amounts")}
+        row["failed_payments"] = d.get("failed_payments", 0)
+        row |= {name: Decimal(d.get(name, 0)) for name in AMOUNTS}
+        own = stored or d.get("currency")
+        for is_return, cur, amount in d.get("currency_amounts", ()):
+            own = own or cur
+            if cur != own:
+                row["other_currency_amounts"] += 1
+            elif is_return:
+                row["returns"] += 1
+                row["returned_amount"] += amount
+                row["lifetime_spend"] -= amount
+            else:
+                row["orders"] += 1
+                row["lifetime_spend"] += amount
+        row["currency"] = own
+        return row
+
+    def _activity_change(self, x: Any) -> dict[str, Any]:
+        m = RelationshipMetrics
+        change: dict[str, Any] = {"interactions": m.interactions + x.interactions}
+        return change | {name: self.greatest(getattr(m, name), x[name]) for name in LATEST}
+
+    def _money_change(self, x: Any) -> dict[str, Any]:
+        m = RelationshipMetrics
+        names = ("orders", "returns", "other_currency_amounts", "failed_payments", *AMOUNTS)
+        change: dict[str, Any] = {name: getattr(m, name) + x[name] for name in names}
+        return change | {"currency": func.coalesce(m.currency, x.currency)}
+
+    def _survey_change(self, x: Any) -> dict[str, Any]:
+        m = RelationshipMetrics
+        change: dict[str, Any] = {}
+        for name in SURVEYS:
             at, new_at = getattr(m, f"last_{name}_at"), x[f"last_{name}_at"]
             newer = or_(at.is_(None), and_(new_at.is_not(None), new_at >= at))
             change[f"last_{name}"] = case(
                 (newer, x[f"last_{name}"]), else_=getattr(m, f"last_{name}")
             )
             change[f"last_{name}_at"] = self.greatest(at, new_at)
-        change |= {"currency": func.coalesce(m.currency, x.currency), "updated_at": x.updated_at}
-        self.conn.execute(
-            stmt.on_conflict_do_update(index_elements=[m.customer_id], set_=change), rows
-        )
+        return change
 
     # -- journeys --------------------------------------------------------------------
     def _transitions(self, batch: Batch, final: dict[str, str]) -> int:
@@ -348,11 +411,13 @@ class _Transaction(MergeMoves):
             }
             for t in unique.values()
         ]
-        returned = self.conn.execute(
-            self.insert(JourneyTransition)
-            .on_conflict_do_nothing()
-            .returning(JourneyTransition.event_id, JourneyTransition.journey),
+        returned = upsert(
+            self.conn,
+            JourneyTransition,
             rows,
+            lambda stmt: stmt.on_conflict_do_nothing().returning(
+                stmt.table.c.event_id, stmt.table.c.journey
+            ),
         ).all()
         entered: dict[tuple[Any, str, str], int] = defaultdict(int)
         latest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -388,16 +453,16 @@ class _Transaction(MergeMoves):
         """Each customer's stage on a journey, unless a later move is already recorded."""
         if not rows:
             return
-        stmt = self.insert(JourneyStateRow)
-        x = stmt.excluded
-        self.conn.execute(
-            stmt.on_conflict_do_update(
+
+        def build(stmt: Any) -> Any:
+            x = stmt.excluded
+            return stmt.on_conflict_do_update(
                 index_elements=[JourneyStateRow.customer_id, JourneyStateRow.journey],
                 set_={"stage": x.stage, "entered_at": x.entered_at, "event_id": x.event_id},
                 where=x.entered_at >= JourneyStateRow.entered_at,
-            ),
-            rows,
-        )
+            )
+
+        upsert(self.conn, JourneyStateRow, rows, build)
 
     # -- friction --------------------------------------------------------------------
     def _flags(self, batch: Batch, final: dict[str, str]) -> int:
@@ -487,11 +552,12 @@ class _Transaction(MergeMoves):
 
     # -- derived ---------------------------------------------------------------------
     def _refresh_open_items(self) -> None:
-        """Open invoices (issued, unpaid) and open tickets of the customers this batch
-        touched, counted from their rows (either event of a pair may come first)."""
-        if not self.touched:
+        """Open invoices (issued, unpaid) and open tickets of the customers whose invoices,
+        tickets or merges this batch changed, counted from their rows (either event of a
+        pair may come first)."""
+        if not self.itemized:
             return
-        customers = sorted(self.touched)
+        customers = sorted(self.itemized)
         m = RelationshipMetrics
         open_invoice = and_(Invoice.issued_at.is_not(None), Invoice.paid_at.is_(None))
         open_ticket = and_(
@@ -543,18 +609,14 @@ class _Transaction(MergeMoves):
             ).all()
         )
         self._revalue(metrics, friction)
-        scores = [
-            {
-                "c": m.customer_id,
-                "h": health_score(
-                    m,
-                    friction[m.customer_id],
-                    self.now,
-                    amount_overdue=overdue.get(m.customer_id) or Decimal(0),
-                ),
-            }
-            for m in metrics
-        ]
+        scores = []
+        for m in metrics:
+            overdue_amount = overdue.get(m.customer_id) or Decimal(0)
+            score = health_score(
+                m, friction[m.customer_id], self.now, amount_overdue=overdue_amount
+            )
+            if score != m.health_score:  # most events leave it where it was
+                scores.append({"c": m.customer_id, "h": score})
         if scores:
             self.conn.execute(
                 update(RelationshipMetrics)

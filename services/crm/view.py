@@ -304,7 +304,7 @@ def customer_360(
         timeline = session.scalars(
             select(Interaction)
             .where(Interaction.customer_id == customer_id)
-            .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
+            .order_by(Interaction.occurred_at.desc(), Interaction.event_id.desc())
             .limit(interactions)
         ).all()
         score = health(metrics, unresolved, as_of, amount_overdue=metrics.amount_overdue)

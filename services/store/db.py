@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -23,7 +24,7 @@ def engine_for(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
+        engine = create_engine(url, json_serializer=_json)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: object, _record: object) -> None:
@@ -33,7 +34,14 @@ def engine_for(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, executemany_mode="values_plus_batch")
+    return create_engine(
+        url, pool_pre_ping=True, executemany_mode="values_plus_batch", json_serializer=_json
+    )
+
+
+def _json(value: object) -> str:
+    """JSON columns through orjson: several times faster than ``json.dumps``."""
+    return orjson.dumps(value, default=str).decode()
 
 
 def alembic_config(url: str) -> Config:

@@ -120,8 +120,7 @@ class Interaction(Base):
     __tablename__ = "interactions"
     __table_args__ = (Index("ix_interactions_customer_time", "customer_id", "occurred_at"),)
 
-    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(EVENT_ID, unique=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID, primary_key=True)
     customer_id: Mapped[str] = mapped_column(ID)
     type: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))

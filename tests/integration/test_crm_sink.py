@@ -250,3 +250,33 @@ def test_value_at_risk_follows_the_metrics_whatever_came_first(sink: CrmSink) ->
     write(sink, event("e1", "store.pos_sale", "cus-1", 0 * H, **SALE))
     assert Decimal(one(sink, "SELECT value_at_risk FROM friction_events")[0]) == Decimal("40.50")
     assert Decimal(one(sink, "SELECT value_at_risk FROM friction_daily")[0]) == Decimal("40.50")
+
+
+def test_a_large_batch_round_trips_awkward_text(sink: CrmSink) -> None:
+    """Over 200 rows take PostgreSQL's COPY path: tabs, newlines, backslashes, quotes and
+    non-ASCII text must come back as they went in."""
+    awkward = 'tab\there, new\nline, back\\slash, "quote", \\N, ünïcødé 🛒'
+    records = [
+        event(
+            f"e{n}",
+            "web.search",
+            f"cus-{n % 50}",
+            n * timedelta(seconds=1),
+            query=awkward,
+            results_count=n,
+        )
+        for n in range(500)
+    ]
+    assert write(sink, *records) >= 500
+    with sink.engine.connect() as conn:
+        stored = (
+            conn.execute(
+                sa.select(sa.column("attributes", sa.JSON)).select_from(sa.table("interactions"))
+            )
+            .scalars()
+            .all()
+        )
+    assert len(stored) == 500
+    assert {a["query"] for a in stored} == {awkward}
+    assert one(sink, "SELECT sum(interactions), count(*) FROM relationship_metrics") == (500, 50)
+    assert write(sink, *records) == 0

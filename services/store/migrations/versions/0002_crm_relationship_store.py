@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 15:27:47.054866
+Create Date: 2026-11-22 16:03:33.636855
 """
 
 from __future__ import annotations
@@ -93,12 +93,6 @@ def upgrade() -> None:
 
     op.create_table(
         "interactions",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
         sa.Column("event_id", sa.String(length=128), nullable=False),
         sa.Column("customer_id", sa.String(length=256), nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
@@ -107,8 +101,7 @@ def upgrade() -> None:
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attributes", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_interactions")),
-        sa.UniqueConstraint("event_id", name=op.f("uq_interactions_event_id")),
+        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_interactions")),
     )
     with op.batch_alter_table("interactions", schema=None) as batch_op:
         batch_op.create_index(
