@@ -187,7 +187,8 @@ def health_score(
     return health(metrics, open_friction, as_of, amount_overdue=amount_overdue).score
 
 
-def _amount(value: Any) -> Decimal | None:
+def money(value: Any) -> Decimal | None:
+    """A contract money amount as a Decimal (None if absent or not a number)."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -208,7 +209,7 @@ def value_at_risk(
     if rule_id in BILLING_RULES:
         value = metrics.amount_open if metrics is not None else Decimal(0)
         if value <= 0:
-            value = _amount(flag_attrs.get("amount")) or Decimal(0)
+            value = money(flag_attrs.get("amount")) or Decimal(0)
     else:
         value = metrics.lifetime_spend if metrics is not None else Decimal(0)
     return max(Decimal(value), Decimal(0)).quantize(CENT)

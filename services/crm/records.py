@@ -8,12 +8,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
 
+from services.crm.health import money
 from services.identity.graph import identifier_key
+
+__all__ = [
+    "PURCHASES",
+    "Batch",
+    "Event",
+    "FlagRow",
+    "MergeDecision",
+    "TransitionRow",
+    "Undecodable",
+    "day_of",
+    "decode",
+    "money",
+]
 
 PURCHASES = frozenset({"web.checkout_completed", "store.pos_sale"})
 
@@ -91,17 +104,6 @@ def _when(value: Any) -> datetime:
     if parsed.tzinfo is None:
         raise Undecodable(f"time {value!r} has no UTC offset")
     return parsed
-
-
-def money(value: Any) -> Decimal | None:
-    """A contract money amount as a Decimal (None if absent or not a number)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return amount if amount.is_finite() else None
 
 
 def day_of(at: datetime) -> date:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,14 +27,6 @@ C-1,Ada Lovelace,Ada@Example.com,+44 20 7946 0018,retail,gold,yes,no,L-1,UK
 C-2,Grace Hopper,grace@example.com,,business,silver,1,1,,US
 C-3,Alan Turing,alan@example.org,+4915112345678,retail,,no,,L-3,DE
 """
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store' / 'touchstream.db'}"
-    url: str = request.getfixturevalue("database_url")
-    return url
 
 
 @pytest.fixture

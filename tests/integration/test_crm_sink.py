@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,14 +19,10 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 3, 20, tzinfo=UTC)
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def sink(request: pytest.FixtureRequest, tmp_path: Path) -> CrmSink:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("database_url")
-    upgrade(url)
-    return CrmSink(engine_for(url), clock=lambda: NOW)
+@pytest.fixture
+def sink(store_url: str) -> CrmSink:
+    upgrade(store_url)
+    return CrmSink(engine_for(store_url), clock=lambda: NOW)
 
 
 def event(

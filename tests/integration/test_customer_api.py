@@ -15,12 +15,9 @@ from services.store.db import engine_for, upgrade
 from tests.support.crm_store import populate
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def client(request: pytest.FixtureRequest, tmp_path: Path) -> TestClient:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store' / 'touchstream.db'}"
-    else:
-        url = request.getfixturevalue("database_url")
+@pytest.fixture
+def client(store_url: str, tmp_path: Path) -> TestClient:
+    url = store_url
     upgrade(url)
     populate(engine_for(url))
     settings = Settings(database_url=SecretStr(url), data_dir=tmp_path / "data")

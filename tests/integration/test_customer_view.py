@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -15,14 +14,6 @@ from services.crm.workflow import change_status, friction, history
 from services.errors import FrictionTransitionRefused, UnknownFriction
 from services.store.db import engine_for, upgrade
 from tests.support.crm_store import AS_OF, ago, populate
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store' / 'touchstream.db'}"
-    url: str = request.getfixturevalue("database_url")
-    return url
 
 
 @pytest.fixture

@@ -15,14 +15,6 @@ from services.settings import Settings
 from services.store.db import alembic_config, current_revision, engine_for, head_revision, upgrade
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store' / 'touchstream.db'}"
-    url: str = request.getfixturevalue("database_url")
-    return url
-
-
 def test_migrations_reach_head_without_drift(store_url: str) -> None:
     assert current_revision(store_url) is None
     upgrade(store_url)

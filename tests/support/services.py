@@ -74,6 +74,15 @@ def database_url(postgres_url: str) -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(params=["postgresql", "sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store: a fresh PostgreSQL database, or a SQLite file (each test runs on both)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store' / 'touchstream.db'}"
+    url: str = request.getfixturevalue("database_url")
+    return url
+
+
 @pytest.fixture
 def settings(broker: str, tmp_path: Path) -> Settings:
     """Settings with topics, consumer group and data directory of this test's own."""
