@@ -129,9 +129,12 @@ class JourneyStage:
                 self._index(customer, load_state(self.store[customer]))
 
     def assign(self, partitions: Iterable[int]) -> None:
-        """The partitions this stage now owns; ticks wait for a watermark from each."""
+        """The partitions this stage now owns; ticks wait for a watermark from each. Marks
+        from before are dropped: after a rebalance a partition is read again from its last
+        commit, and a mark newer than the records being re-read would take events whose
+        state may not have been saved for too late ones."""
         self.owned = set(partitions)
-        self.marks = {p: m for p, m in self.marks.items() if p in self.owned}
+        self.marks = {}
 
     def _index(self, customer: str, state: CustomerState) -> None:
         """Keep one live heap entry per customer: its earliest deadline."""

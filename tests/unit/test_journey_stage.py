@@ -333,3 +333,18 @@ def test_an_event_older_than_the_watermark_is_counted_not_applied() -> None:
     assert stage.too_late == 2
     fresh = ev("support.ticket_opened", 61 * M, ticket_id="t3", topic="x", via="chat")
     assert [f["rule_id"] for f in flags(stage.apply([("cus-1", fresh)]))] == ["repeat_contact"]
+
+
+def test_after_a_rebalance_records_read_again_are_not_too_late() -> None:
+    """A partition is read again from its last commit after a rebalance; the marks seen
+    before must not make those records too late (their state may not have been saved)."""
+    from services.journeys.stage import Watermark
+
+    stage = JourneyStage(ENGINE, {}, event_time="records")
+    stage.assign([0])
+    stage.apply([Watermark(0, dict.fromkeys(ALL, T0 + 60 * M))])
+    stage.assign([0])  # rebalanced: the same partition, read again from an older offset
+    opened = ev("support.ticket_opened", 0 * M, ticket_id="t", topic="x", via="chat")
+    stage.apply([("cus-1", opened)])
+    assert stage.too_late == 0
+    assert "cus-1" in stage.store
