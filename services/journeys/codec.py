@@ -36,6 +36,7 @@ def dump_state(state: CustomerState) -> bytes:
                 int(v.stalled),
                 _ms(v.last_at) if v.last_at else 0,
                 _ms(v.previous_at) if v.previous_at else 0,
+                [[_ms(at), e] for at, e in v.seen],
             ]
             for j, v in state.stages.items()
         }
@@ -72,9 +73,10 @@ def load_state(data: bytes) -> CustomerState:
     state = CustomerState()
     for journey, (stage, at, event_id, channel, stalled, *last) in body.get("s", {}).items():
         visit = StageVisit(stage, _at(at), event_id, channel, bool(stalled))
-        if last:  # [last_at, previous_at], 0 for none
+        if last:  # [last_at, previous_at, seen], 0 for none
             visit.last_at = _at(last[0]) if last[0] else None
             visit.previous_at = _at(last[1]) if last[1] else None
+            visit.seen = [(_at(at), e) for at, e in last[2]] if len(last) > 2 else []
         state.stages[journey] = visit
     for rule, per, items in body.get("c", []):
         state.counts[(rule, per)] = [(_at(t), e) for t, e in items]

@@ -170,18 +170,12 @@ class Engine:
             return
         current = state.stages.get(journey.journey)
         if current is not None and event.occurred_at < current.confirmed_at:
-            if (
-                current.stage == stage.id
-                and event.occurred_at < current.entered_at
-                and (current.previous_at is None or current.previous_at <= event.occurred_at)
-            ):  # in order, this late event is where the stay began; it still lasted until
-                current.last_at = current.confirmed_at  # its latest confirmation
-                current.entered_at, current.event_id = event.occurred_at, event.event_id
-                current.channel = event.channel
-            return  # a late event does not move the customer back in time
+            self._late_move(state, customer_id, journey, current, stage.id, event, outcome)
+            return  # a late event does not move the customer on
         if current is not None and current.stage == stage.id:
             if event.occurred_at > current.confirmed_at:
                 current.last_at = event.occurred_at
+                current.confirm(event.occurred_at, event.event_id)
             return
         rule = self._stall_rules.get(journey.journey)
         if current is not None and rule is not None:
@@ -205,6 +199,45 @@ class Engine:
                 event.event_id,
             )
         )
+
+    def _late_move(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        journey: JourneyMap,
+        current: StageVisit,
+        stage: str,
+        event: Touchpoint,
+        outcome: Outcome,
+    ) -> None:
+        """An event older than the current stay's latest entry. Into the same stage: if it
+        is before the stay began (and after the stage before), the stay began there.
+        Into another stage while the stay went on: in time order the customer left at the
+        event and came back at the next remembered entry, so the stay starts again there
+        (the part before it may have been a stall)."""
+        at = event.occurred_at
+        if current.stage == stage:
+            if at < current.entered_at:
+                if current.previous_at is None or current.previous_at <= at:
+                    current.last_at = current.confirmed_at  # it still lasted until then
+                    current.confirm(current.entered_at, current.event_id)
+                    current.entered_at, current.event_id = at, event.event_id
+                    current.channel = event.channel
+            else:
+                current.confirm(at, event.event_id)
+            return
+        if at <= current.entered_at:
+            return
+        back = next(((t, e) for t, e in current.seen if t > at), None)
+        if back is None:
+            return  # the entry after it is no longer remembered: keep the stay as it is
+        before = StageVisit(current.stage, current.entered_at, current.event_id, current.channel)
+        before.stalled = current.stalled
+        self._stalled_until(customer_id, journey.journey, before, at, outcome)
+        current.entered_at, current.event_id = back
+        current.previous_at = at
+        current.stalled = False
+        current.seen = [(t, e) for t, e in current.seen if t > back[0]]
 
     @staticmethod
     def _stage(state: CustomerState, journey: JourneyMap) -> str | None:
@@ -505,6 +538,8 @@ class Engine:
                     continue
                 first.stalled = first.stalled or last.stalled
                 first.last_at = max(first.confirmed_at, last.confirmed_at)
+                for entry in [(last.entered_at, last.event_id), *last.seen]:
+                    first.confirm(*entry)
                 state.stages[name] = first
 
     def _stalled_until(

@@ -136,6 +136,12 @@ class JourneyStage:
         self.owned = set(partitions)
         self.marks = {}
 
+    def revoke(self) -> None:
+        """Partitions are being taken away (a rebalance began): until :meth:`assign`,
+        nothing is too late and no deadline is due."""
+        self.owned = set()
+        self.marks = {}
+
     def _index(self, customer: str, state: CustomerState) -> None:
         """Keep one live heap entry per customer: its earliest deadline."""
         deadline = self.engine.next_deadline(state)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 SEEN_EVENT_IDS = 48  # duplicates arrive close together (redelivery after a restart)
+STAY_MEMORY = 4  # entries into the current stage after the first, kept per journey
 
 
 def event_key(event_id: str) -> int:
@@ -80,6 +81,14 @@ class StageVisit:
     stalled: bool = False
     last_at: datetime | None = None
     previous_at: datetime | None = None
+    seen: list[tuple[datetime, str]] = field(default_factory=list)  # later entries, bounded
+
+    def confirm(self, at: datetime, event_id: str) -> None:
+        """Another event entering this stage during the stay: keep the latest few (in time
+        order), so a late event from elsewhere can split the stay where it really did."""
+        self.seen.append((at, event_id))
+        self.seen.sort()
+        del self.seen[:-STAY_MEMORY]
 
     @property
     def confirmed_at(self) -> datetime:

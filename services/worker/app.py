@@ -220,6 +220,10 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(datetime.now(UTC).isoformat())
 
+    async def revoked(sender: Any, /, *_: Any, **__: Any) -> None:
+        stage.revoke()  # marks from before would misjudge records read again
+
+    app.on_partitions_revoked.connect(revoked)
     app.on_rebalance_complete.connect(mark_ready)
     return app
 

@@ -593,3 +593,30 @@ def test_a_late_start_of_the_current_stay_keeps_its_latest_confirmation() -> Non
     )
     assert c.state.stages["purchase"].stage == "discover"
     assert [f for f in c.at(30 * D) if f.rule_id == "stage_stall"] == []
+
+
+def test_a_late_event_from_another_stage_splits_the_stay_where_it_happened() -> None:
+    """consider at 12:34, search (discover) at 12:36, consider again at 12:38 and 12:41;
+    the search arrives after both. In time order the stay in consider began at 12:38."""
+    c = Customer()
+    first = ev("web.product_view", 0 * M, "v1", sku="k", session_id="s")
+    again = ev("web.product_view", 4 * M, "v2", sku="k", session_id="s")
+    later = ev("web.product_view", 7 * M, "v3", sku="k", session_id="s")
+    search = ev("web.search", 2 * M, query="q", results_count=1)
+    c.send(first, later, search, again)  # search and the re-entry arrive late
+    visit = c.state.stages["purchase"]
+    assert (visit.stage, visit.event_id) == ("consider", "v2")
+    assert [f.rule_id for f in c.at(30 * D)] == ["stage_stall"]
+    assert c.flags[-1].evidence == ("v2",)
+
+
+def test_a_stay_split_by_a_late_event_after_its_budget_was_a_stall() -> None:
+    c = Customer()
+    c.send(
+        ev("web.product_view", 0 * D, "v1", sku="k", session_id="s"),
+        ev("web.product_view", 9 * D, "v2", sku="k", session_id="s"),
+    )
+    (flag,) = c.send(ev("web.page_view", 8 * D, url="u", session_id="s"))  # left on day 8
+    assert (flag.rule_id, flag.evidence, flag.occurred_at) == ("stage_stall", ("v1",), T0 + 7 * D)
+    assert c.state.stages["purchase"].event_id == "v2"
+    assert c.at(10 * D) == []  # the stay from day 9 is not over its budget yet
