@@ -94,9 +94,19 @@ def _text_of(kind: TypeEngine[Any]) -> Callable[[Any], str]:
     if isinstance(kind, Boolean):
         return lambda v: NULL if v is None else ("t" if v else "f")
     if isinstance(kind, JSON):
+        # orjson escapes control characters inside strings: only backslashes are left
         return lambda v: (
-            NULL if v is None else orjson.dumps(v, default=str).decode().translate(_ESCAPES)
+            NULL if v is None else orjson.dumps(v, default=str).decode().replace("\\", "\\\\")
         )
     if isinstance(kind, Integer | Numeric):
         return lambda v: NULL if v is None else str(v)
-    return lambda v: NULL if v is None else str(v).translate(_ESCAPES)
+    return _plain_text
+
+
+def _plain_text(value: Any) -> str:
+    if value is None:
+        return NULL
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_ESCAPES)
+    return text
