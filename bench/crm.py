@@ -1,0 +1,623 @@
+"""CRM store benchmark: the sink's throughput into PostgreSQL and the Customer 360 view's
+latency with the store full.
+
+The input is a generated scenario (``services.simulate``; 7 days by default: a month of
+100,000 customers has 2.2 times the events and takes some 10 minutes to make) run through
+the validate, identity and journey stages in this process, as one worker would run them:
+the resolved events, identity decisions, journey transitions and friction flags the sink
+consumes. Making it is timed apart and is not part of any figure. Then, on a fresh database
+(a throwaway PostgreSQL cluster, fsync off unless ``--fsync``; or a new database on
+``--database-url``'s server, dropped afterwards):
+
+- sink: the records in batches of ``--batch-size`` through ``CrmSink.write``, decoding
+  included; rows/s is every row in the CRM tables afterwards (count(*)) over the wall time;
+- redelivery: the same records again, which must add no row;
+- 360: ``customer_360`` on 1,000 random customers and ``lookup`` of 1,000 random emails,
+  after 50 of each to warm up.
+
+Writes bench/results/crm-<UTC time>.json.
+
+    .venv/bin/python bench/crm.py [--customers 100000] [--days 7] [--batch-size N] [--fsync]
+    .venv/bin/python bench/crm.py --quick    # 2,000 customers: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import hashlib
+import math
+import os
+import pstats
+import random
+import re
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import write_result  # noqa: E402
+from schemas.records import SourceRecord  # noqa: E402
+from services.crm.records import Batch, decode  # noqa: E402
+from services.crm.sink import CrmSink, Written  # noqa: E402
+from services.crm.view import customer_360, lookup  # noqa: E402
+from services.embedded.postgres import ThrowawayPostgres  # noqa: E402
+from services.emit import raw_key  # noqa: E402
+from services.identity.stage import IdentityStage  # noqa: E402
+from services.journeys.engine import Engine  # noqa: E402
+from services.journeys.loader import default_maps_dir, load_maps  # noqa: E402
+from services.journeys.stage import JourneyStage, Output  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from services.simulate import generate  # noqa: E402
+from services.store.db import engine_for, upgrade  # noqa: E402
+from services.worker.journey import item_of  # noqa: E402
+from services.worker.triage import triage  # noqa: E402
+
+TABLES = (
+    "customers",
+    "identities",
+    "merges",
+    "interactions",
+    "orders",
+    "invoices",
+    "tickets",
+    "journey_states",
+    "journey_transitions",
+    "friction_events",
+    "relationship_metrics",
+    "friction_daily",
+    "stage_daily",
+)
+KINDS = {"resolved": "event", "identity": "identity", "transitions": "transition", "flags": "flag"}
+DEFAULT_BATCH = Settings.model_fields["crm_sink_batch_size"].default
+TARGETS = {"rows_per_s_min": 20_000, "view_p99_ms_max": 50}
+
+# --- input ---------------------------------------------------------------------------------
+
+
+def _own(value: bytes) -> bytes:
+    """A copy of ``value``: orjson's bytes keep a ~4 KiB buffer each (see bench/README.md)."""
+    return b"".join((value, b""))
+
+
+class Pipeline:
+    """Validate, identity and journey stages in this process, in chunks of events as a worker
+    takes them, collecting every record the sink consumes as (kind, value)."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.identity = IdentityStage({}, clock=lambda: 0.0, idle_timeout=1e9)
+        engine = Engine(load_maps(default_maps_dir()))
+        self.journeys = JourneyStage(engine, {}, event_time="records")
+        self.queue: list[tuple[int, bytes]] = []
+        self.records: list[tuple[str, bytes]] = []
+        self.dead_letters = 0
+
+    def run(self, events: list[dict[str, Any]], chunk: int = 500) -> None:
+        for start in range(0, len(events), chunk):
+            for position, event in enumerate(events[start : start + chunk], start):
+                raw = orjson.dumps(event)
+                partition = zlib.crc32(raw_key(raw) or b"") % self.partitions
+                origin = SourceRecord(
+                    topic="touchpoints.raw",
+                    partition=partition,
+                    offset=position,
+                    timestamp=datetime.now(UTC),
+                )
+                accepted = triage(raw, origin)
+                if accepted.route != "valid":
+                    self.dead_letters += 1
+                    continue
+                self._route(self.identity.resolve(accepted.value, position))
+            self._route(self.identity.flush(self.partitions))
+            self._drain()
+            self._route(self.journeys.tick())
+            self._drain()
+
+    def _route(self, outputs: Iterable[Output]) -> None:
+        for out in outputs:
+            self.records.append((KINDS[out.route], _own(out.value)))
+            if out.route == "resolved":
+                partition = out.partition
+                if partition is None:
+                    partition = zlib.crc32(out.key or b"") % self.partitions
+                self.queue.append((partition, out.value))
+
+    def _drain(self) -> None:
+        while self.queue:
+            batch, self.queue = self.queue, []
+            self._route(self.journeys.apply(item_of(v, p) for p, v in batch))
+
+
+def sink_input(customers: int, days: int, seed: int, partitions: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    scenario = generate(customers, days, seed=seed)
+    generated = time.perf_counter() - started
+    pipeline = Pipeline(partitions)
+    pipeline.run(scenario.events + scenario.closing)
+    staged = time.perf_counter() - started - generated
+    return {
+        "records": pipeline.records,
+        "events": len(scenario.events) + len(scenario.closing),
+        "people": len(scenario.people),
+        "dead_letters": pipeline.dead_letters,
+        "merges": pipeline.identity.counts["merges"],
+        "generate_s": round(generated, 1),
+        "stages_s": round(staged, 1),
+    }
+
+
+# --- measuring ---------------------------------------------------------------------------
+
+
+class Cpu:
+    """Cores used between calls by this process, by the PostgreSQL server (the postmaster,
+    its live backends and those it has reaped) and by everything else on the machine (with
+    ``--database-url`` the server is not watched and counts as everything else)."""
+
+    def __init__(self, postmaster: int | None) -> None:
+        self.postmaster = postmaster
+        self.last = self._read()
+
+    def _server(self) -> float:
+        if self.postmaster is None:
+            return 0.0
+        try:
+            server = psutil.Process(self.postmaster)
+            total = sum(server.cpu_times()[:4])  # with its reaped children
+            children = server.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return 0.0
+        for child in children:
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
+    def _read(self) -> tuple[float, float, float, float]:
+        host = psutil.cpu_times()
+        busy = host.user + host.nice + host.system + host.irq + host.softirq
+        mine = sum(psutil.Process().cpu_times()[:2])
+        return time.monotonic(), busy, mine, self._server()
+
+    def cores(self) -> dict[str, float]:
+        """Cores each used since the last call."""
+        now = self._read()
+        before, self.last = self.last, now
+        span = max(1e-3, now[0] - before[0])
+        bench, server = (now[2] - before[2]) / span, (now[3] - before[3]) / span
+        others = max(0.0, (now[1] - before[1]) / span - bench - server)
+        return {"bench": round(bench, 2), "postgres": round(server, 2), "others": round(others, 2)}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+class Statements:
+    """SQL statements the engine sends (an executemany counts once) and the time each kind
+    (verb and table) spent in the driver and the server."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.calls = Counter[str]()
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._began = 0.0
+        sa.event.listen(engine, "before_cursor_execute", self._before)
+        sa.event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, *_: Any) -> None:
+        self._began = time.perf_counter()
+
+    def _after(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        what = statement_kind(statement)
+        self.calls[what] += 1
+        self.seconds[what] += time.perf_counter() - self._began
+
+    def mark(self) -> tuple[Counter[str], dict[str, float]]:
+        return self.calls.copy(), dict(self.seconds)
+
+    def per_batch(
+        self, mark: tuple[Counter[str], dict[str, float]], batches: int
+    ) -> dict[str, Any]:
+        """Statements and their time per batch since ``mark``, the costliest kinds first."""
+        calls = self.calls - mark[0]
+        seconds = {k: t - mark[1].get(k, 0.0) for k, t in self.seconds.items() if calls[k]}
+        return {
+            "statements": round(calls.total() / batches, 1),
+            "ms": round(sum(seconds.values()) / batches * 1000, 1),
+            "by_kind": {
+                what: {"calls": round(calls[what] / batches, 1), "ms": round(t / batches * 1000, 1)}
+                for what, t in sorted(seconds.items(), key=lambda kv: -kv[1])
+            },
+        }
+
+
+def statement_kind(statement: str) -> str:
+    """``INSERT interactions``, ``UPDATE merges``, ``SELECT relationship_metrics``, ..."""
+    words = statement.split(None, 3)
+    verb = words[0].upper()
+    if verb in ("INSERT", "DELETE") and len(words) > 2:
+        return f"{verb} {words[2]}"
+    if verb == "UPDATE" and len(words) > 1:
+        return f"UPDATE {words[1]}"
+    found = re.search(r"\bFROM\s+(\w+)", statement)
+    return f"{verb} {found.group(1) if found else ''}".strip()
+
+
+def row_counts(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            t: conn.execute(sa.select(sa.func.count()).select_from(sa.table(t))).scalar_one()
+            for t in TABLES
+        }
+
+
+def sink_pass(
+    sink: CrmSink, records: list[tuple[str, bytes]], size: int, statements: Statements
+) -> dict[str, Any]:
+    """Every record through decode and ``CrmSink.write`` in batches of ``size``."""
+    written = Counter[str]()
+    batches: list[float] = []
+    decoding = 0.0
+    skipped = 0
+    mark = statements.mark()
+    started = time.perf_counter()
+    for i in range(0, len(records), size):
+        begun = time.perf_counter()
+        batch = Batch()
+        for kind, value in records[i : i + size]:
+            decode(kind, value, batch)
+        decoded = time.perf_counter()
+        result: Written = sink.write(batch)
+        batches.append(time.perf_counter() - begun)
+        decoding += decoded - begun
+        skipped += batch.skipped
+        for name in ("interactions", "transitions", "flags", "merges"):
+            written[name] += getattr(result, name)
+    elapsed = time.perf_counter() - started
+    return {
+        "seconds": round(elapsed, 2),
+        "decode_s": round(decoding, 2),
+        "batches": len(batches),
+        "sql_per_batch": statements.per_batch(mark, len(batches)),
+        "batch_ms": percentiles(batches),
+        "records": len(records),
+        "skipped_records": skipped,
+        "records_per_s": round(len(records) / elapsed),
+        "written": dict(written),
+        "written_rows": sum(written.values()),
+    }
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max and mean of durations, in ms (nearest rank)."""
+    xs = sorted(seconds)
+
+    def rank(q: float) -> float:
+        return round(xs[min(len(xs) - 1, math.ceil(q * len(xs)) - 1)] * 1000, 2)
+
+    return {
+        "p50": rank(0.50),
+        "p95": rank(0.95),
+        "p99": rank(0.99),
+        "max": round(xs[-1] * 1000, 2),
+        "mean": round(sum(xs) / len(xs) * 1000, 2),
+    }
+
+
+def timed(call: Callable[[str], object], keys: list[str], warm_up: list[str]) -> dict[str, Any]:
+    for key in warm_up:
+        call(key)
+    seconds = []
+    for key in keys:
+        begun = time.perf_counter()
+        if call(key) is None:
+            raise RuntimeError(f"{key!r} found nothing; it is in the store")
+        seconds.append(time.perf_counter() - begun)
+    return {"calls": len(keys), "ms": percentiles(seconds)}
+
+
+def view_latency(engine: sa.Engine, calls: int, seed: int) -> dict[str, Any]:
+    """``customer_360`` of random customers and ``lookup`` of random emails."""
+    rng = random.Random(seed)
+    with engine.connect() as conn:
+        customers = sorted(conn.execute(sa.text("SELECT customer_id FROM customers")).scalars())
+        emails = sorted(
+            conn.execute(sa.text("SELECT value FROM identities WHERE kind = 'email'")).scalars()
+        )
+
+    def pick(population: list[str], n: int) -> list[str]:
+        return rng.sample(population, n) if n <= len(population) else rng.choices(population, k=n)
+
+    warm = 50
+    views = timed(lambda c: customer_360(engine, c), *_split(pick(customers, calls + warm), warm))
+    found = timed(lambda e: lookup(engine, "email", e), *_split(pick(emails, calls + warm), warm))
+    return {"customer_360": views, "lookup_email": found, "warm_up_calls": warm}
+
+
+def _split(keys: list[str], warm: int) -> tuple[list[str], list[str]]:
+    return keys[warm:], keys[:warm]
+
+
+# --- the database ------------------------------------------------------------------------
+
+
+def fresh_database(server_url: str) -> str:
+    name = f"touchstream_bench_crm_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(server_url: str, url: str) -> None:
+    name = sa.make_url(url).database
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def server_facts(engine: sa.Engine) -> dict[str, Any]:
+    with engine.connect() as conn:
+        show = {
+            name: conn.execute(sa.text(f"SHOW {name}")).scalar_one()
+            for name in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+        }
+        size = conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
+    return {**show, "database_mib": round(size / 2**20)}
+
+
+def code_version() -> str:
+    """The commit the services ran at, ``+changes`` if services/ or schemas/ differ from it
+    (as bench/stages.py records it)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            [
+                "git",
+                "--no-optional-locks",
+                "status",
+                "--porcelain",
+                "services",
+                "schemas",
+                "journey_maps",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}+changes" if changed else head
+
+
+def source_digest() -> str:
+    """A digest of the code the run imports (others may change it while a long run lasts)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    for folder in ("services", "schemas", "journey_maps"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".yaml", ".yml", ".mako"):
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def postmaster_pid(cluster: ThrowawayPostgres | None) -> int | None:
+    if cluster is None:
+        return None
+    return int((cluster.data / "postmaster.pid").read_text().split()[0])
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+def measure(
+    args: argparse.Namespace,
+    url: str,
+    cpu: Cpu,
+    records: list[tuple[str, bytes]],
+    result: dict[str, Any],
+) -> None:
+    upgrade(url)
+    engine = engine_for(url)
+    statements = Statements(engine)
+    sink = CrmSink(engine)
+    print(f"sink: {len(records):,} records in batches of {args.batch_size:,} ...")
+    cpu.cores()
+    profile = cProfile.Profile() if args.profile else None
+    if profile:
+        profile.enable()
+    first = sink_pass(sink, records, args.batch_size, statements)
+    if profile:
+        profile.disable()
+        profile.dump_stats(args.profile)
+        print(f"  profile in {args.profile}; the sink's own functions by cumulative time:")
+        pstats.Stats(profile).sort_stats("cumulative").print_stats("services/crm/", 15)
+    first["cpu_cores"] = cpu.cores()
+    first["load_average"] = load_average()
+    counts = row_counts(engine)
+    rows = sum(counts.values())
+    first |= {
+        "table_rows": counts,
+        "rows": rows,
+        "rows_per_s": round(rows / first["seconds"]),
+        "interactions_per_s": round(first["written"]["interactions"] / first["seconds"]),
+    }
+    result["sink"] = first
+    print(
+        f"  {first['records_per_s']:,} records/s, {first['rows_per_s']:,} rows/s "
+        f"({rows:,} rows in {first['seconds']} s), "
+        f"{first['interactions_per_s']:,} interactions/s"
+    )
+    print(f"redelivery: the same {len(records):,} records again ...")
+    again = sink_pass(sink, records, args.batch_size, statements)
+    again["cpu_cores"] = cpu.cores()
+    again["new_rows_counted"] = sum(row_counts(engine).values()) - rows
+    result["redelivery"] = again
+    print(
+        f"  {again['records_per_s']:,} records/s, {again['written_rows']} new rows written, "
+        f"{again['new_rows_counted']} more rows counted"
+    )
+    customers = counts["customers"]
+    print(f"360: {args.lookups:,} views and {args.lookups:,} email lookups of {customers:,} ...")
+    result["view"] = view_latency(engine, args.lookups, args.seed)
+    result["view"] |= {"customers": customers, "cpu_cores": cpu.cores()}
+    result["view"]["load_average"] = load_average()
+    result["postgres"] = server_facts(engine)
+    engine.dispose()
+
+
+def summary(result: dict[str, Any]) -> None:
+    sink, again, view = result["sink"], result["redelivery"], result["view"]
+    lines = [
+        ("", "records/s", "rows/s", "interactions/s", "batch p50 / p99 ms"),
+        (
+            "sink",
+            f"{sink['records_per_s']:,}",
+            f"{sink['rows_per_s']:,}",
+            f"{sink['interactions_per_s']:,}",
+            f"{sink['batch_ms']['p50']:,} / {sink['batch_ms']['p99']:,}",
+        ),
+        (
+            "redelivery",
+            f"{again['records_per_s']:,}",
+            f"{again['written_rows']}",
+            "0",
+            f"{again['batch_ms']['p50']:,} / {again['batch_ms']['p99']:,}",
+        ),
+    ]
+    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
+    print(
+        f"CRM sink ({result['records']:,} records of {result['events']:,} events, "
+        f"{sink['rows']:,} rows, fsync {result['postgres']['fsync']}):"
+    )
+    for row in lines:
+        cells = zip(row, widths, strict=True)
+        print("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells)))
+    c, sql = sink["cpu_cores"], sink["sql_per_batch"]
+    print(
+        f"  cores during the sink pass: this process {c['bench']}, PostgreSQL {c['postgres']}, "
+        f"others {c['others']}; {sql['statements']} statements a batch, "
+        f"{sql['ms']} ms of the batch's {sink['batch_ms']['mean']} in them"
+    )
+    print(f"360 with {view['customers']:,} customers (ms):")
+    for key in ("customer_360", "lookup_email"):
+        ms = view[key]["ms"]
+        print(
+            f"  {key:<13} p50 {ms['p50']:>6}  p95 {ms['p95']:>6}  p99 {ms['p99']:>6}  "
+            f"max {ms['max']:>7}"
+        )
+    missed = []
+    if sink["rows_per_s"] < TARGETS["rows_per_s_min"]:
+        missed.append(f"sink {sink['rows_per_s']:,} rows/s < {TARGETS['rows_per_s_min']:,}")
+    if view["customer_360"]["ms"]["p99"] > TARGETS["view_p99_ms_max"]:
+        missed.append(f"360 p99 {view['customer_360']['ms']['p99']} ms > 50 ms")
+    print("targets: " + ("met" if not missed else "missed: " + "; ".join(missed)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=7,
+        help="days the scenario spans (7; a month of 100,000 customers takes ~10 minutes to make)",
+    )
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH,
+        help=f"records a write (the sink's crm_sink_batch_size: {DEFAULT_BATCH})",
+    )
+    parser.add_argument("--lookups", type=int, default=1000)
+    parser.add_argument("--fsync", action="store_true", help="run the throwaway cluster fsync=on")
+    parser.add_argument("--database-url", help="a PostgreSQL server to make a fresh database on")
+    parser.add_argument("--profile", type=Path, help="cProfile the first sink pass into this file")
+    parser.add_argument("--quick", action="store_true", help="2,000 customers: a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.customers = 2000
+
+    load_at_start, digest = load_average(), source_digest()
+    print(f"input: {args.customers:,} customers, {args.days} days, seed {args.seed} ...")
+    made = sink_input(args.customers, args.days, args.seed, args.partitions)
+    records: list[tuple[str, bytes]] = made.pop("records")
+    gc.collect()
+    gc.freeze()  # the input lives to the end: keep the collector from scanning it again and again
+    kinds = Counter(kind for kind, _ in records)
+    print(
+        f"  {made['events']:,} events -> {len(records):,} records {dict(kinds)}; "
+        f"generated in {made['generate_s']} s, staged in {made['stages_s']} s (not measured)"
+    )
+    if args.days < 30:
+        print(
+            f"  ({args.days} days, not a month: a month has ~2.2 times the events, some "
+            "10 minutes of making for 100,000 customers)"
+        )
+    result: dict[str, Any] = {
+        "code": code_version(),
+        "customers": args.customers,
+        "days": args.days,
+        "seed": args.seed,
+        "partitions": args.partitions,
+        "batch_size": args.batch_size,
+        "quick": args.quick,
+        "profiled": args.profile is not None,
+        "record_kinds": dict(kinds),
+        "targets": TARGETS,
+        "load_average_at_start": load_at_start,
+        **made,
+        "records": len(records),
+    }
+    cluster = None
+    if args.database_url:
+        server = args.database_url
+        result["database"] = "given server"
+    else:
+        cluster = ThrowawayPostgres(fsync=args.fsync).start()
+        server = cluster.url
+        result["database"] = "throwaway cluster"
+    try:
+        url = fresh_database(server)
+        cpu = Cpu(postmaster_pid(cluster))
+        try:
+            measure(args, url, cpu, records, result)
+        finally:
+            if cluster is None:
+                drop_database(server, url)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    result["code_changed_during_run"] = source_digest() != digest
+    path = write_result("crm", result)
+    summary(result)
+    if result["code_changed_during_run"]:
+        print("the code under services/, schemas/ or journey_maps/ changed during the run")
+    print(f"written to {path.relative_to(ROOT)}")
+    if result["redelivery"]["written_rows"] or result["redelivery"]["new_rows_counted"]:
+        raise SystemExit("a redelivery wrote new rows: the sink is not idempotent")
+
+
+if __name__ == "__main__":
+    main()
