@@ -19,7 +19,7 @@ resolves its identifiers to a customer with the :class:`IdentityGraph`, and emit
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,18 +99,28 @@ class IdentityStage:
         self.idle_timeout = idle_timeout
         self.clock = clock
         self._active: dict[str, float] = {}  # raw partition -> when it last delivered (clock)
+        self.expected: list[str] = []  # raw partitions to hear from (see ``expect``)
         self._changed = False
         self._sent: dict[str, int] | None = None
         self._sent_at = 0.0
         self.owned = True  # this worker holds the coordinator's partition
         self.counts = {"events": 0, "merges": 0, "refusals": 0}
 
+    def expect(self, partitions: Iterable[str]) -> None:
+        """The raw partitions (``topic/partition``) events come from. One that has not
+        delivered yet holds event time back until it has been idle for ``idle_timeout``:
+        otherwise its first events, still on their way, would all be too late."""
+        self.expected = list(partitions)
+        now = self.clock()
+        for partition in self.expected:
+            self._active.setdefault(partition, now)
+
     def recover(self) -> None:
         """Reload the event time reached per raw partition, after (re)assignment."""
         stored = self.table.get(_WATERMARK_KEY)
         self.reached = orjson.loads(stored) if stored else {}
         now = self.clock()
-        self._active = dict.fromkeys(self.reached, now)
+        self._active = dict.fromkeys([*self.reached, *self.expected], now)
         self._sent = None
 
     def resolve(self, value: bytes, position: int) -> list[Output]:
@@ -159,6 +169,8 @@ class IdentityStage:
         most that late (the contract), so a deadline before it can no longer be met. When
         every partition is idle, the furthest any of them reached."""
         horizon = self.clock() - self.idle_timeout
+        if any(p not in self.reached and self._active[p] > horizon for p in self.expected):
+            return {}  # a partition's first events are still to come
         active = [r for p, r in self.reached.items() if self._active.get(p, 0.0) > horizon]
         pick, partitions = (min, active) if active else (max, list(self.reached.values()))
         marks: dict[str, int] = {}

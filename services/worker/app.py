@@ -215,6 +215,7 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         stage.assign(tp.partition for tp in assigned if tp.topic == topics.resolved)
         stage.rebuild_index(stage.store)
         identity.owned = any(tp.topic == topics.valid for tp in assigned)
+        identity.expect(f"{topics.raw}/{p}" for p in range(settings.partitions))
         identity.recover()
         marker = ready_marker(settings)
         marker.parent.mkdir(parents=True, exist_ok=True)

@@ -142,3 +142,21 @@ def test_event_time_reached_survives_a_restart() -> None:
     restarted = IdentityStage(table)
     restarted.recover()
     assert restarted.watermarks() == stage.watermarks()
+
+
+def test_event_time_waits_for_raw_partitions_that_have_not_delivered_yet() -> None:
+    """At start a partition whose first events are still on their way must hold event time
+    back, or they would all be too late; once idle for the timeout, it no longer does."""
+    clock = Clock()
+    stage = IdentityStage({}, idle_timeout=10, clock=clock)
+    stage.expect(["raw/0", "raw/1"])
+    web = {"customer_id": "cus-w"}
+    stage.resolve(accepted("web.page_view", "e1", web, timedelta(hours=2), partition=0), 0)
+    assert stage.watermarks() == {}  # partition 1 has not been heard from
+    stage.resolve(accepted("web.page_view", "e2", web, timedelta(hours=1), partition=1), 1)
+    assert stage.watermarks() == {"web": ms(timedelta(hours=1) - timedelta(minutes=5))}
+    quiet = IdentityStage({}, idle_timeout=10, clock=clock)
+    quiet.expect(["raw/0", "raw/1"])
+    quiet.resolve(accepted("web.page_view", "e1", web, timedelta(hours=2), partition=0), 0)
+    clock.now += 11  # partition 1 idle since the start: it holds nothing back
+    assert quiet.watermarks() == {"web": ms(timedelta(hours=2) - timedelta(minutes=5))}
