@@ -162,6 +162,14 @@ class Settings(BaseSettings):
         description="Seconds an event may arrive after later events of its channel and still "
         "count as in order; deadlines (abandonment, SLA, overdue, stalls) wait this long.",
     )
+    too_late_after: float = Field(
+        default=86400.0,
+        ge=0,
+        description="Seconds behind the watermark (already net of the allowed lateness) "
+        "after which an event is not applied to journeys: a redelivery of old traffic, or a "
+        "feed that broke the contract by far. It is counted and logged, and the CRM store "
+        "still records it; events less late are applied as late events.",
+    )
     identity_max_emails: int = Field(
         default=5,
         ge=1,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import orjson
 
@@ -103,7 +103,12 @@ class JourneyStage:
     when ``"events"`` (a single ordered stream: tests, benchmarks, replays)."""
 
     def __init__(
-        self, engine: Engine, store: MutableMapping[str, bytes], *, event_time: str = "events"
+        self,
+        engine: Engine,
+        store: MutableMapping[str, bytes],
+        *,
+        event_time: str = "events",
+        too_late_after: timedelta = timedelta(hours=24),
     ) -> None:
         if event_time not in ("events", "records"):
             raise ValueError(f"event_time must be 'events' or 'records', not {event_time!r}")
@@ -116,7 +121,8 @@ class JourneyStage:
         self._due: list[tuple[datetime, str]] = []
         self._indexed: dict[str, datetime] = {}
         self._waiting: set[str] = set()  # customers a merged state is on its way to
-        self.too_late = 0  # events older than the watermark: counted, not applied
+        self.too_late_after = too_late_after
+        self.too_late = 0  # events far behind the watermark: counted, not applied
 
     def rebuild_index(self, customers: Iterable[str]) -> None:
         """After partitions are (re)assigned: index the deadlines of the customers now owned."""
@@ -165,10 +171,11 @@ class JourneyStage:
     def apply(self, items: Iterable[Item]) -> list[Output]:
         """Apply events and control records in order; return the records to send.
 
-        An event older than the watermark of its channel is past the allowed lateness: a
-        redelivery of old traffic, or a feed that broke the contract. Deadlines before it
-        were already decided, so it is counted in ``too_late`` and not applied (the CRM
-        sink still records it); duplicates of old events thus change nothing here."""
+        An event older than the watermark of its channel is past the allowed lateness; it is
+        still applied (as late as it is), unless it is behind by more than
+        ``too_late_after``: a redelivery of old traffic, or a feed that broke the contract
+        by far. Such an event is counted in ``too_late`` and not applied (the CRM sink
+        still records it), so duplicates of old traffic change nothing here."""
         outputs: list[Output] = []
         states: dict[str, CustomerState] = {}
 
@@ -184,7 +191,7 @@ class JourneyStage:
             if isinstance(item, tuple):
                 customer, event = item
                 if self._too_late(event, limits):
-                    self.too_late += 1  # past the allowed lateness: deadlines were decided
+                    self.too_late += 1  # far past the allowed lateness: deadlines were decided
                 elif customer in self._waiting:
                     self._hold(customer, event)  # applied once the merged state is here
                 else:
@@ -206,9 +213,10 @@ class JourneyStage:
     def _too_late(self, event: Touchpoint, limits: dict[str, datetime]) -> bool:
         if self.event_time == "events":
             latest = self.latest.get(event.channel)
-            return latest is not None and event.occurred_at < latest - self.engine.lateness
-        limit = limits.get(event.channel)
-        return limit is not None and event.occurred_at < limit
+            limit = None if latest is None else latest - self.engine.lateness
+        else:
+            limit = limits.get(event.channel)
+        return limit is not None and event.occurred_at < limit - self.too_late_after
 
     def _apply_event(self, state: CustomerState, customer: str, event: Touchpoint) -> list[Output]:
         outcome = self.engine.apply(state, customer, event)

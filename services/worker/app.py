@@ -192,7 +192,7 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
             log.info("processed so far: %s", orjson.dumps(dict(counts)).decode())
         if stage.too_late:
             log.warning(
-                "journey: %d events older than the watermark (past the allowed lateness) "
+                "journey: %d events more than TOUCHSTREAM_TOO_LATE_AFTER behind the watermark "
                 "were not applied to journeys; the CRM store still has them",
                 stage.too_late,
             )
@@ -266,7 +266,12 @@ def _journey_stage(app: faust.App, settings: Settings) -> JourneyStage:
         value_type=bytes,
         use_partitioner=True,
     )
-    return JourneyStage(engine, TableStore(table), event_time="records")
+    return JourneyStage(
+        engine,
+        TableStore(table),
+        event_time="records",
+        too_late_after=timedelta(seconds=settings.too_late_after),
+    )
 
 
 def _exit_uncommitted(agent: str) -> NoReturn:

@@ -316,13 +316,14 @@ def test_events_held_for_a_merged_state_are_applied_in_event_time_order() -> Non
     assert (visit.stage, visit.event_id) == ("consider", again.event_id)
 
 
-def test_an_event_older_than_the_watermark_is_counted_not_applied() -> None:
-    """Past the allowed lateness (a redelivery of last month, a feed that broke the
+def test_an_event_far_behind_the_watermark_is_counted_not_applied() -> None:
+    """Far past the allowed lateness (a redelivery of last month, a feed that broke the
     contract) an event cannot be judged against deadlines already decided: the journey
-    stage counts it and leaves journeys alone (the CRM sink still records it)."""
+    stage counts it and leaves journeys alone (the CRM sink still records it). An event
+    less late is applied."""
     from services.journeys.stage import Watermark
 
-    stage = JourneyStage(ENGINE, {}, event_time="records")
+    stage = JourneyStage(ENGINE, {}, event_time="records", too_late_after=30 * M)
     tickets = [
         ev("support.ticket_opened", n * M, ticket_id=f"t{n}", topic="x", via="chat") for n in (0, 1)
     ]
@@ -331,8 +332,9 @@ def test_an_event_older_than_the_watermark_is_counted_not_applied() -> None:
     third = ev("support.ticket_opened", 2 * M, ticket_id="t2", topic="x", via="chat")
     assert flags(stage.apply([("cus-1", third), ("cus-1", tickets[0])])) == []  # both too late
     assert stage.too_late == 2
-    fresh = ev("support.ticket_opened", 61 * M, ticket_id="t3", topic="x", via="chat")
-    assert [f["rule_id"] for f in flags(stage.apply([("cus-1", fresh)]))] == ["repeat_contact"]
+    late = ev("support.ticket_opened", 45 * M, ticket_id="t3", topic="x", via="chat")
+    assert [f["rule_id"] for f in flags(stage.apply([("cus-1", late)]))] == ["repeat_contact"]
+    assert stage.too_late == 2
 
 
 def test_after_a_rebalance_records_read_again_are_not_too_late() -> None:
