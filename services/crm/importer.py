@@ -16,25 +16,19 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services.crm.rows import LINKED_KINDS, CustomerRecord, Rejected, SourceRow, validate
+from services.crm.rows import (
+    ATTRIBUTES,
+    LINKED_KINDS,
+    CustomerRecord,
+    Rejected,
+    SourceRow,
+    validate,
+)
 from services.errors import CrmImportError
 from services.identity.graph import generated_id, identifier_key
 from services.store.models import Customer, Identity
 
 Match = Literal["customer_id", "email"]
-
-#: Customer attributes the import sets; a value absent from a row keeps the stored one.
-ATTRIBUTES: tuple[str, ...] = (
-    "name",
-    "email",
-    "phone",
-    "segment",
-    "tier",
-    "account_owner",
-    "consent_email",
-    "consent_sms",
-    "consent_tracking",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,8 @@ from pydantic_core import PydanticCustomError
 from schemas.fields import E164_PATTERN, Email
 from services.errors import CrmImportError
 
-#: Customer fields a column can be mapped to; other columns go to ``custom``.
-FIELDS: tuple[str, ...] = (
-    "customer_id",
+#: Customer attributes the import sets; a value absent from a row keeps the stored one.
+ATTRIBUTES: tuple[str, ...] = (
     "name",
     "email",
     "phone",
@@ -39,9 +38,9 @@ FIELDS: tuple[str, ...] = (
     "consent_email",
     "consent_sms",
     "consent_tracking",
-    "loyalty_id",
-    "account_id",
 )
+#: Customer fields a column can be mapped to; other columns go to ``custom``.
+FIELDS: tuple[str, ...] = ("customer_id", *ATTRIBUTES, "loyalty_id", "account_id")
 #: Identifier kinds an imported customer is linked by, as the identity stage names them.
 LINKED_KINDS: tuple[str, ...] = ("customer_id", "email", "phone", "loyalty_id", "account_id")
 
