@@ -30,6 +30,7 @@ from services.settings import Settings, bootstrap_servers
 from services.store.db import engine_for, upgrade
 
 log = logging.getLogger(__name__)
+STOP_TIMEOUT = 5.0  # seconds each Kafka client gets to stop
 
 
 def sink_group(settings: Settings) -> str:
@@ -105,9 +106,14 @@ class SinkService:
                     await consumer.commit()
                 except CommitFailedError as error:  # rebalanced meanwhile: redelivered, idempotent
                     log.warning("crm sink: commit after a rebalance failed (%s)", error)
-        finally:
-            await consumer.stop()
-            await producer.stop()
+        finally:  # bounded: a worker asked to stop must stop, even if the broker is gone
+            for client in (consumer, producer):
+                try:
+                    await asyncio.wait_for(client.stop(), timeout=STOP_TIMEOUT)
+                except Exception as error:  # a timeout or a broker gone: shutting down anyway
+                    log.warning(
+                        "crm sink: %s did not stop cleanly: %r", type(client).__name__, error
+                    )
 
     async def _fill(self, consumer: AIOKafkaConsumer) -> list[ConsumerRecord[bytes, bytes]]:
         """Up to ``crm_sink_batch_size`` records, waiting at most ``crm_sink_max_delay``."""
