@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -31,3 +33,29 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     record = {"benchmark": name, "when": now.isoformat(timespec="seconds"), "machine": machine()}
     path.write_text(json.dumps({**record, **result}, indent=2) + "\n")
     return path
+
+
+def code_version() -> str:
+    """The commit the services ran at, ``+changes`` if services/, schemas/ or journey_maps/
+    differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            [
+                "git",
+                "--no-optional-locks",
+                "status",
+                "--porcelain",
+                "services",
+                "schemas",
+                "journey_maps",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}+changes" if changed else head

@@ -32,7 +32,6 @@ import os
 import pstats
 import random
 import re
-import subprocess
 import sys
 import time
 import uuid
@@ -50,7 +49,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import write_result  # noqa: E402
+from bench.common import code_version, write_result  # noqa: E402
 from schemas.records import SourceRecord  # noqa: E402
 from services.crm.records import Batch, decode  # noqa: E402
 from services.crm.sink import CrmSink, Written  # noqa: E402
@@ -382,32 +381,6 @@ def server_facts(engine: sa.Engine) -> dict[str, Any]:
         }
         size = conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
     return {**show, "database_mib": round(size / 2**20)}
-
-
-def code_version() -> str:
-    """The commit the services ran at, ``+changes`` if services/ or schemas/ differ from it
-    (as bench/stages.py records it)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        changed = subprocess.run(
-            [
-                "git",
-                "--no-optional-locks",
-                "status",
-                "--porcelain",
-                "services",
-                "schemas",
-                "journey_maps",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head}+changes" if changed else head
 
 
 def source_digest() -> str:

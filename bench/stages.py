@@ -29,7 +29,6 @@ import gc
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from kafka import KafkaConsumer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import write_result  # noqa: E402
+from bench.common import code_version, write_result  # noqa: E402
 from schemas.events import decode_event  # noqa: E402
 from schemas.records import SourceRecord  # noqa: E402
 from services.embedded.broker import EmbeddedBroker  # noqa: E402
@@ -596,23 +595,6 @@ class Others:
         now = self._read()
         spent = max(0.0, now[1] - self.first[1])
         return {"cpu_s": round(spent, 1), "cores": round(spent / (now[0] - self.first[0]), 2)}
-
-
-def code_version() -> str:
-    """The commit the services ran at, ``+changes`` if services/ or schemas/ differ from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "services", "schemas", "journey_maps"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head}+changes" if changed else head
 
 
 def peak_rss(pid: int) -> int:
