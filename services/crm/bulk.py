@@ -38,8 +38,7 @@ def upsert(conn: Connection, model: Any, rows: Sequence[dict[str, Any]], build: 
     conflict clause; the result carries its ``RETURNING`` rows, if any."""
     target: Table = model.__table__
     if conn.dialect.name != "postgresql" or len(rows) < STAGE_FROM:
-        module = postgresql if conn.dialect.name == "postgresql" else sqlite
-        return conn.execute(build(module.insert(target)), list(rows))
+        return conn.execute(build(dialect_insert(conn.dialect.name, target)), list(rows))
     names = _columns(target, rows[0])
     staging = f"stage_{target.name}"
     conn.execute(
@@ -65,6 +64,11 @@ def upsert(conn: Connection, model: Any, rows: Sequence[dict[str, Any]], build: 
         cursor.close()
     source: Any = select(*(column(n) for n in names)).select_from(table(staging))
     return conn.execute(build(postgresql.insert(target).from_select(names, source)))
+
+
+def dialect_insert(dialect: str, target: Any) -> Any:
+    """An ``INSERT`` with the dialect's ``ON CONFLICT`` support (PostgreSQL or SQLite)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(target)
 
 
 def _columns(target: Table, first: dict[str, Any]) -> list[str]:

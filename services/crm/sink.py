@@ -27,10 +27,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.crm.bulk import upsert
+from services.crm.bulk import dialect_insert, upsert
 from services.crm.health import health_score, value_at_risk
 from services.crm.merges import MergeMoves
 from services.crm.records import PURCHASES, Batch, Event, day_of, money
@@ -93,8 +92,7 @@ class _Transaction(MergeMoves):
 
     # -- dialect helpers -------------------------------------------------------------
     def insert(self, model: Any) -> Any:
-        module = postgresql if self.dialect == "postgresql" else sqlite
-        return module.insert(model)
+        return dialect_insert(self.dialect, model)
 
     def greatest(self, a: Any, b: Any) -> ColumnElement[Any]:
         """The later of two possibly-NULL values (SQLite's max() is NULL if either is)."""
