@@ -21,7 +21,15 @@ from services.journeys.engine import Engine, watermark
 from services.journeys.state import CustomerState, Flag, Touchpoint, Transition
 from services.routing import Output
 
-__all__ = ["Expected", "JourneyStage", "Merged", "Output", "Transfer", "Watermark"]
+__all__ = [
+    "Expected",
+    "JourneyStage",
+    "Merged",
+    "Output",
+    "Transfer",
+    "Watermark",
+    "owner_key",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,15 @@ def _merged_key(customer: str) -> str:
     return MERGED + customer
 
 
+def owner_key(key: bytes) -> bytes:
+    """The customer a store key belongs to: the key itself, or what follows a control
+    prefix. The worker partitions its table's changelog by it, so a customer's control
+    entries (held events, awaited transfers, where a merged id went) live in the partition
+    of the customer's events and move with it when partitions are reassigned."""
+    end = key.find(b"\x00", 1) if key[:1] == b"\x00" else -1
+    return key[end + 1 :] if end > 0 else key
+
+
 def flag_record(flag: Flag) -> bytes:
     return orjson.dumps(flag)  # orjson encodes dataclasses itself, without asdict's deep copy
 
@@ -124,10 +141,23 @@ class JourneyStage:
         self.too_late_after = too_late_after
         self.too_late = 0  # events far behind the watermark: counted, not applied
 
-    def rebuild_index(self, customers: Iterable[str]) -> None:
-        """After partitions are (re)assigned: index the deadlines of the customers now owned."""
+    def rebuild_index(
+        self, customers: Iterable[str], partition_of: Callable[[bytes], int] | None = None
+    ) -> None:
+        """After partitions are (re)assigned: index the deadlines of the customers now owned.
+
+        With ``partition_of`` (store key -> partition), keys of partitions not assigned are
+        skipped: a local store may still hold entries of partitions another worker now owns,
+        whose state moves on there."""
         self._due, self._indexed, self._waiting = [], {}, set()
+        owned = self.owned
         for customer in customers:
+            if (
+                partition_of is not None
+                and owned is not None
+                and partition_of(customer.encode()) not in owned
+            ):
+                continue
             if customer.startswith(AWAITING):
                 if "waiting" in orjson.loads(self.store[customer]).values():
                     self._waiting.add(customer.removeprefix(AWAITING))

@@ -30,7 +30,7 @@ from services.journeys.loader import configured_maps_dir, load_maps
 from services.journeys.stage import JourneyStage
 from services.routing import Output
 from services.settings import Settings, bootstrap_servers
-from services.worker.journey import TableStore, item_of
+from services.worker.journey import TableStore, item_of, owner_partitioner, partition_of
 from services.worker.triage import triage
 
 log = logging.getLogger("touchstream.worker")
@@ -67,6 +67,8 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         # records to many partitions: wait a little to send them in few requests
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=512 * 1024,
+        # a customer's control entries in the journey table go to the customer's partition
+        producer_partitioner=owner_partitioner,
         broker_session_timeout=settings.consumer_session_timeout,
         broker_heartbeat_interval=settings.consumer_session_timeout / 5,
         broker_rebalance_timeout=max(30.0, settings.consumer_session_timeout),
@@ -213,7 +215,7 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     async def mark_ready(sender: Any, /, *_: Any, signal: BaseSignalT[Any], **__: Any) -> None:
         assigned = app.consumer.assignment()
         stage.assign(tp.partition for tp in assigned if tp.topic == topics.resolved)
-        stage.rebuild_index(stage.store)
+        stage.rebuild_index(stage.store, lambda key: partition_of(key, settings.partitions))
         identity.owned = any(tp.topic == topics.valid for tp in assigned)
         identity.expect(f"{topics.raw}/{p}" for p in range(settings.partitions))
         identity.recover()

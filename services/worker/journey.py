@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from services.journeys.stage import Expected, Item, Merged, Transfer, Watermark
+from services.journeys.stage import Expected, Item, Merged, Transfer, Watermark, owner_key
 from services.journeys.state import Touchpoint
 
 
@@ -46,12 +47,34 @@ def touchpoint_of(record: dict[str, Any]) -> tuple[str, Touchpoint]:
     return customer, Touchpoint(event["event_id"], event["type"], occurred_at, event["attributes"])
 
 
+_KAFKA_DEFAULT = DefaultPartitioner()
+
+
+def partition_of(key: bytes | None, partitions: int) -> int:
+    """Kafka's default partition of ``key``'s owner (murmur2, as the Java client and aiokafka
+    hash): a customer's events, state and control entries share one partition."""
+    if key is None:
+        raise ValueError("a journey-state record needs a key")
+    return int(murmur2(owner_key(key)) & 0x7FFFFFFF) % partitions
+
+
+def owner_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """The worker's producer partitioner: Kafka's default for every key but the journey
+    stage's control keys, which go to the partition of the customer they belong to. Without
+    it, a customer's held events could sit in another partition's changelog and stay behind
+    with another worker after a rebalance (lost to the customer's new owner)."""
+    if key is None:
+        return int(_KAFKA_DEFAULT(None, all_partitions, available))  # any available one
+    return all_partitions[partition_of(key, len(all_partitions))]
+
+
 class TableStore(MutableMapping[str, bytes]):
     """A Faust table keyed by the customer key's bytes, seen as ``str -> bytes``.
 
-    The table must use ``use_partitioner=True``: a write then goes to the changelog
-    partition of its key, which is the source partition of that customer's events, whatever
-    event of a batch is current."""
+    The table must use ``use_partitioner=True`` and the app :func:`owner_partitioner`: a
+    write then goes to the changelog partition of the customer the key belongs to, which is
+    the source partition of that customer's events, whatever event of a batch is current.
+    """
 
     def __init__(self, table: Any) -> None:
         self.table = table

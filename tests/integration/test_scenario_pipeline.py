@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from services.kafka import read_to_end
 from services.settings import Settings
 from services.simulate import Scenario, generate
+from services.worker.journey import partition_of
 from tests.support import scenario as pipeline
 from tests.support.services import start_worker
 
@@ -49,6 +51,22 @@ def _run(settings: Settings, scenario: Scenario, body: list[dict[str, Any]]) -> 
     )
     print(f"\n[scenario] {len(expected)} expected flags: {report}")
     assert (missing, unexpected, twice) == ([], [], {}), report
+    _assert_customer_entries_stay_in_their_partition(settings)
+
+
+def _assert_customer_entries_stay_in_their_partition(settings: Settings) -> None:
+    """Every journey-table entry (state, held events, awaited transfers, merged-away ids) is
+    in its customer's changelog partition: the partition a rebalance hands over with it."""
+    topic = f"{settings.app_id}-journey-state-changelog"
+    records = list(read_to_end(settings.broker_url or "", topic))
+    control = [r for r in records if r.key.startswith(b"\x00")]
+    assert control, "the scenario's merges leave control entries"
+    misplaced = [
+        (r.key, r.partition)
+        for r in records
+        if r.partition != partition_of(r.key, settings.partitions)
+    ]
+    assert misplaced == [], f"{len(misplaced)} of {len(records)} entries, e.g. {misplaced[:3]}"
 
 
 def test_the_scenario_covers_what_the_acceptance_asks(scenario: Scenario) -> None:
