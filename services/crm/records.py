@@ -123,7 +123,7 @@ def decode(kind: str, value: bytes, batch: Batch) -> None:
         raise Undecodable("not a JSON object")
     try:
         if kind == "event":
-            _event(record, batch)
+            _event(record, batch, nul=b"\\u0000" in value)
         elif kind == "identity":
             _identity(record, batch)
         elif kind == "transition":
@@ -157,13 +157,28 @@ def decode(kind: str, value: bytes, batch: Batch) -> None:
         raise Undecodable(f"{kind} record without a usable {error}") from error
 
 
-def _event(record: dict[str, Any], batch: Batch) -> None:
+def _without_nul(value: Any) -> Any:
+    """``value`` with NUL in its strings replaced by U+FFFD: the contract allows any
+    character in attributes, but PostgreSQL cannot hold NUL in text (nor in JSON it reads
+    into rows), and top-level attributes fill text columns (order, invoice and ticket ids,
+    topics). Only called for a record that has one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _event(record: dict[str, Any], batch: Batch, *, nul: bool = False) -> None:
     if "control" in record:
         batch.skipped += 1  # merge / expect / transfer / watermark: the journey stage's
         return
     event = record["event"]
     customer = record.get("customer_id") or record["partition_key"]
     received = record.get("received_at")
+    attributes = event.get("attributes") or {}
     identifiers = tuple(
         (kind, identifier_key(kind, value).partition(":")[2])
         for kind, value in sorted(event["identity"].items())
@@ -178,7 +193,7 @@ def _event(record: dict[str, Any], batch: Batch) -> None:
             source=event.get("source", ""),
             occurred_at=_when(event["occurred_at"]),
             received_at=_when(received) if received else None,
-            attributes=event.get("attributes") or {},
+            attributes=_without_nul(attributes) if nul else attributes,
             identifiers=identifiers,
         )
     )

@@ -248,7 +248,7 @@ def test_value_at_risk_follows_the_metrics_whatever_came_first(sink: CrmSink) ->
 
 
 def test_a_large_batch_round_trips_awkward_text(sink: CrmSink) -> None:
-    """Over 200 rows take PostgreSQL's COPY path: tabs, newlines, backslashes, quotes and
+    """Over 200 rows take PostgreSQL's JSON path: tabs, newlines, backslashes, quotes and
     non-ASCII text must come back as they went in."""
     awkward = 'tab\there, new\nline, back\\slash, "quote", \\N, ünïcødé 🛒'
     records = [
@@ -275,3 +275,30 @@ def test_a_large_batch_round_trips_awkward_text(sink: CrmSink) -> None:
     assert {a["query"] for a in stored} == {awkward}
     assert one(sink, "SELECT sum(interactions), count(*) FROM relationship_metrics") == (500, 50)
     assert write(sink, *records) == 0
+
+
+@pytest.mark.parametrize("rows", [3, 300], ids=["executemany", "json"])
+def test_nul_characters_in_attributes_are_stored(sink: CrmSink, rows: int) -> None:
+    """The contract lets attribute strings carry any character; PostgreSQL text cannot hold
+    NUL, so the sink stores it as U+FFFD instead of failing the batch (and stalling)."""
+    topic = "billing\x00dispute"
+    records = [
+        event(
+            f"e{n}",
+            "support.ticket_opened",
+            f"cus-{n}",
+            n * timedelta(seconds=1),
+            ticket_id=f"t\x00{n}",
+            topic=topic,
+            via="chat",
+            note={"text": "a\x00b"},
+        )
+        for n in range(rows)
+    ]
+    assert write(sink, *records) >= rows
+    assert one(sink, "SELECT count(*), min(topic) FROM tickets") == (rows, "billing\ufffddispute")
+    with sink.engine.connect() as conn:
+        notes = conn.execute(
+            sa.select(sa.column("attributes", sa.JSON)).select_from(sa.table("interactions"))
+        ).scalars()
+        assert {a["note"]["text"] for a in notes} == {"a\ufffdb"}
