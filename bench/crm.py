@@ -35,14 +35,11 @@ import re
 import sys
 import time
 import uuid
-import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psutil
 import sqlalchemy as sa
 
@@ -50,21 +47,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import code_version, write_result  # noqa: E402
-from schemas.records import SourceRecord  # noqa: E402
 from services.crm.records import Batch, decode  # noqa: E402
 from services.crm.sink import CrmSink, Written  # noqa: E402
 from services.crm.view import customer_360, lookup  # noqa: E402
 from services.embedded.postgres import ThrowawayPostgres  # noqa: E402
-from services.emit import raw_key  # noqa: E402
-from services.identity.stage import IdentityStage  # noqa: E402
-from services.journeys.engine import Engine  # noqa: E402
-from services.journeys.loader import default_maps_dir, load_maps  # noqa: E402
-from services.journeys.stage import JourneyStage, Output  # noqa: E402
 from services.settings import Settings  # noqa: E402
 from services.simulate import generate  # noqa: E402
+from services.simulate.inprocess import InProcessPipeline  # noqa: E402
 from services.store.db import engine_for, upgrade  # noqa: E402
-from services.worker.journey import item_of  # noqa: E402
-from services.worker.triage import triage  # noqa: E402
 
 TABLES = (
     "customers",
@@ -81,72 +71,17 @@ TABLES = (
     "friction_daily",
     "stage_daily",
 )
-KINDS = {"resolved": "event", "identity": "identity", "transitions": "transition", "flags": "flag"}
 DEFAULT_BATCH = Settings.model_fields["crm_sink_batch_size"].default
 TARGETS = {"rows_per_s_min": 20_000, "view_p99_ms_max": 50}
 
 # --- input ---------------------------------------------------------------------------------
 
 
-def _own(value: bytes) -> bytes:
-    """A copy of ``value``: orjson's bytes keep a ~4 KiB buffer each (see bench/README.md)."""
-    return b"".join((value, b""))
-
-
-class Pipeline:
-    """Validate, identity and journey stages in this process, in chunks of events as a worker
-    takes them, collecting every record the sink consumes as (kind, value)."""
-
-    def __init__(self, partitions: int) -> None:
-        self.partitions = partitions
-        self.identity = IdentityStage({}, clock=lambda: 0.0, idle_timeout=1e9)
-        engine = Engine(load_maps(default_maps_dir()))
-        self.journeys = JourneyStage(engine, {}, event_time="records")
-        self.queue: list[tuple[int, bytes]] = []
-        self.records: list[tuple[str, bytes]] = []
-        self.dead_letters = 0
-
-    def run(self, events: list[dict[str, Any]], chunk: int = 500) -> None:
-        for start in range(0, len(events), chunk):
-            for position, event in enumerate(events[start : start + chunk], start):
-                raw = orjson.dumps(event)
-                partition = zlib.crc32(raw_key(raw) or b"") % self.partitions
-                origin = SourceRecord(
-                    topic="touchpoints.raw",
-                    partition=partition,
-                    offset=position,
-                    timestamp=datetime.now(UTC),
-                )
-                accepted = triage(raw, origin)
-                if accepted.route != "valid":
-                    self.dead_letters += 1
-                    continue
-                self._route(self.identity.resolve(accepted.value, position))
-            self._route(self.identity.flush(self.partitions))
-            self._drain()
-            self._route(self.journeys.tick())
-            self._drain()
-
-    def _route(self, outputs: Iterable[Output]) -> None:
-        for out in outputs:
-            self.records.append((KINDS[out.route], _own(out.value)))
-            if out.route == "resolved":
-                partition = out.partition
-                if partition is None:
-                    partition = zlib.crc32(out.key or b"") % self.partitions
-                self.queue.append((partition, out.value))
-
-    def _drain(self) -> None:
-        while self.queue:
-            batch, self.queue = self.queue, []
-            self._route(self.journeys.apply(item_of(v, p) for p, v in batch))
-
-
 def sink_input(customers: int, days: int, seed: int, partitions: int) -> dict[str, Any]:
     started = time.perf_counter()
     scenario = generate(customers, days, seed=seed)
     generated = time.perf_counter() - started
-    pipeline = Pipeline(partitions)
+    pipeline = InProcessPipeline(partitions)
     pipeline.run(scenario.events + scenario.closing)
     staged = time.perf_counter() - started - generated
     return {
