@@ -10,6 +10,7 @@ __all__ = [
     "CrmImportError",
     "EmbeddedStackError",
     "FrictionTransitionRefused",
+    "ReportError",
     "StoreUnavailable",
     "TouchstreamError",
     "UnknownFriction",
@@ -42,3 +43,8 @@ class FrictionTransitionRefused(TouchstreamError):
 
 class CrmImportError(TouchstreamError):
     """A CRM import cannot start or go on: its file, format or column mapping is wrong."""
+
+
+class ReportError(TouchstreamError):
+    """A report cannot be made as asked: a bad period or an unknown journey; the message
+    says which and what is accepted."""

@@ -1,4 +1,5 @@
-"""The FastAPI application factory: ingestion, health, readiness and metrics."""
+"""The FastAPI application factory: ingestion, Customer 360, reports, health, readiness and
+metrics."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from services.api.customers import customers_router
 from services.api.dlq_watch import watch_dead_letters
 from services.api.ingest import Ingestion, ingestion_router
 from services.api.metrics import ApiMetrics
+from services.api.reports import reports_router
 from services.errors import BrokerUnavailable
 from services.ingest.gateway import Gateway
 from services.ingest.keys import KeyResolver, SourceKeys, static_keys
 from services.ingest.segment import load_mapping
 from services.kafka import admin_client
+from services.reports.outlines import journey_outlines
 from services.settings import Settings, load_settings
 from services.store.db import store_engine
 
@@ -87,7 +90,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(ingestion_router(ingestion))
-    app.include_router(customers_router(store_engine(settings)))
+    store = store_engine(settings)
+    app.include_router(customers_router(store))
+    app.include_router(reports_router(store, journey_outlines(settings)[0]))
     started = time.monotonic()
 
     @app.get("/health", tags=["ops"])

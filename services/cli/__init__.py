@@ -29,6 +29,7 @@ def main() -> None:
         events,
         friction,
         maps,
+        report,
         simulate,
         stack,
     )

@@ -1,0 +1,1 @@
+"""Reports for CX managers, read from the CRM store's pre-aggregated tables."""
