@@ -30,6 +30,7 @@ from services.journeys.loader import configured_maps_dir, load_maps
 from services.journeys.stage import JourneyStage
 from services.routing import Output
 from services.settings import Settings, bootstrap_servers
+from services.worker.fetch_guard import guarded_transport
 from services.worker.journey import TableStore, item_of, owner_partitioner, partition_of
 from services.worker.triage import triage
 
@@ -76,6 +77,8 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         autodiscover=False,
     )
     topics = settings.topics
+    # a fetch that skips offsets of these (never compacted) topics is read again
+    transport = app.transport = guarded_transport(app, [topics.raw, topics.valid, topics.resolved])
 
     def bytes_topic(name: str, partitions: int = settings.partitions) -> faust.TopicT:
         return app.topic(
@@ -192,6 +195,13 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     async def report_progress() -> None:
         if counts:
             log.info("processed so far: %s", orjson.dumps(dict(counts)).decode())
+        guard = transport.guard
+        if guard.refetches or guard.lost:
+            log.warning(
+                "fetches that skipped offsets: %d read again, %d offsets never readable",
+                guard.refetches,
+                guard.lost,
+            )
         if stage.too_late:
             log.warning(
                 "journey: %d events more than TOUCHSTREAM_TOO_LATE_AFTER behind the watermark "

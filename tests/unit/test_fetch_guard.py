@@ -1,0 +1,79 @@
+"""A fetch that skips offsets of a pipeline topic is read again, not passed on."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from services.worker.fetch_guard import OffsetGuard
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+class Rec(NamedTuple):
+    offset: int
+
+
+VALID = TP("valid", 0)
+
+
+def recs(*offsets: int) -> list[Rec]:
+    return [Rec(o) for o in offsets]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_contiguous_fetches_pass_through() -> None:
+    guard = OffsetGuard(["valid"])
+    assert guard.check({VALID: recs(0, 1, 2)}) == ({VALID: recs(0, 1, 2)}, {})
+    assert guard.check({VALID: recs(3, 4)}) == ({VALID: recs(3, 4)}, {})
+    assert guard.refetches == 0
+
+
+def test_a_fetch_past_the_next_offset_is_dropped_and_read_again() -> None:
+    """The embedded broker once answered a fetch at 2600 with the batch at 2613."""
+    guard = OffsetGuard(["valid"])
+    guard.check({VALID: recs(2598, 2599)})
+    kept, rewind = guard.check({VALID: recs(2613, 2614)})
+    assert (kept, rewind) == ({}, {VALID: 2600})
+    assert guard.check({VALID: recs(2600, 2601)}) == ({VALID: recs(2600, 2601)}, {})
+    assert (guard.refetches, guard.lost) == (1, 0)
+
+
+def test_other_topics_and_partitions_are_not_held_back() -> None:
+    guard = OffsetGuard(["valid"])
+    changelog, other = TP("state-changelog", 0), TP("valid", 1)
+    guard.check({VALID: recs(0), changelog: recs(0), other: recs(0)})
+    kept, rewind = guard.check({VALID: recs(5), changelog: recs(7), other: recs(1)})
+    assert rewind == {VALID: 1}
+    assert kept == {changelog: recs(7), other: recs(1)}  # compacted topics may have gaps
+
+
+def test_after_a_seek_the_next_fetch_sets_the_baseline() -> None:
+    guard = OffsetGuard(["valid"])
+    guard.check({VALID: recs(0, 1)})
+    guard.forget([VALID])  # e.g. seek to the committed offset of another worker
+    assert guard.check({VALID: recs(40)}) == ({VALID: recs(40)}, {})
+    guard.forget()
+    assert guard.check({VALID: recs(10)}) == ({VALID: recs(10)}, {})  # re-read: fine
+
+
+def test_offsets_that_never_appear_are_given_up_on_and_counted() -> None:
+    clock = Clock()
+    guard = OffsetGuard(["valid"], give_up_after=30, clock=clock)
+    guard.check({VALID: recs(0)})
+    for at in (0.0, 10.0, 29.0):
+        clock.now = at
+        assert guard.check({VALID: recs(5, 6)}) == ({}, {VALID: 1})
+    clock.now = 31.0
+    assert guard.check({VALID: recs(5, 6)}) == ({VALID: recs(5, 6)}, {})
+    assert (guard.lost, guard.refetches) == (4, 3)
+    assert guard.check({VALID: recs(7)}) == ({VALID: recs(7)}, {})
