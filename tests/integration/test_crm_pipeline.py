@@ -27,7 +27,7 @@ from tests.support.services import start_worker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
 
-CUSTOMERS, DAYS = 300, 30
+CUSTOMERS, DAYS = 300, 21
 _baseline: dict[str, Any] = {}  # the snapshot of the run without an outage, for the outage test
 # Which profiles merged (rather than linking directly) and which stage moves were seen
 # depend on the order the identity coordinator read the raw partitions in, which differs
