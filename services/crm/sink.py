@@ -293,10 +293,10 @@ class _Transaction(MergeMoves):
         self.add_metrics(deltas)
 
     def add_metrics(self, deltas: dict[str, dict[str, Any]]) -> None:
-        """Add counts and amounts into each customer's metrics row (created if missing).
-        Amounts add up in the customer's currency, the first one seen. Three upserts,
-        each with only the customers it concerns: activity (every customer), money and
-        surveys (the few whose events carry them)."""
+        """Add counts and amounts into each customer's metrics row (created if missing), in
+        one upsert: activity, money and surveys together (zeros and nulls change nothing).
+        Amounts add up in the customer's currency, the first one seen, read first for the
+        few customers whose rows carry money."""
         if not deltas:
             return
         customers = sorted(deltas)
@@ -314,15 +314,10 @@ class _Transaction(MergeMoves):
             else {}
         )
         base = {"updated_at": self.now}
-        activity = [
-            {"customer_id": c, "interactions": deltas[c].get("interactions", 0)}
+        rows = [
+            {"interactions": deltas[c].get("interactions", 0)}
             | {name: deltas[c].get(name) for name in LATEST}
-            | base
-            for c in customers
-        ]
-        money = [self._money(c, deltas[c], currency.get(c)) | base for c in paying]
-        surveys = [
-            {"customer_id": c}
+            | self._money(c, deltas[c], currency.get(c))
             | {
                 f"last_{n}{at}": deltas[c].get(f"last_{n}{at}")
                 for n in SURVEYS
@@ -330,24 +325,17 @@ class _Transaction(MergeMoves):
             }
             | base
             for c in customers
-            if any(deltas[c].get(f"last_{n}_at") for n in SURVEYS)
         ]
         m = RelationshipMetrics
-        for rows, change in (
-            (activity, self._activity_change),
-            (money, self._money_change),
-            (surveys, self._survey_change),
-        ):
-            if rows:
-                upsert(
-                    self.conn,
-                    m,
-                    rows,
-                    lambda stmt, change=change: stmt.on_conflict_do_update(  # type: ignore[misc]
-                        index_elements=[m.customer_id],
-                        set_=change(stmt.excluded) | {"updated_at": stmt.excluded.updated_at},
-                    ),
-                )
+
+        def build(stmt: Any) -> Any:
+            x = stmt.excluded
+            change = self._activity_change(x) | self._money_change(x) | self._survey_change(x)
+            return stmt.on_conflict_do_update(
+                index_elements=[m.customer_id], set_=change | {"updated_at": x.updated_at}
+            )
+
+        upsert(self.conn, m, rows, build)
 
     @staticmethod
     def _money(customer: str, d: dict[str, Any], stored: str | None) -> dict[str, Any]:
