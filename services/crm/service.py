@@ -10,15 +10,17 @@ backoff, the journey stage goes on, and nothing is skipped (docs/adr/0002-crm-si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import CommitFailedError
-from kafka import KafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KafkaPartition
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -94,19 +96,27 @@ class SinkService:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.broker_url))
         await consumer.start()
         await producer.start()
+        writing: asyncio.Task[Written] | None = None
+        in_flight: list[ConsumerRecord[bytes, bytes]] = []
         try:
             while True:
+                # the next batch is fetched and decoded while the last one is written (the
+                # writer thread waits on the store most of the time)
                 records = await self._fill(consumer)
-                if not records:
-                    continue
-                batch = await self._decode(records, producer)
-                written = await self._write(batch)
-                self._count(len(records), written)
-                try:
-                    await consumer.commit()
-                except CommitFailedError as error:  # rebalanced meanwhile: redelivered, idempotent
-                    log.warning("crm sink: commit after a rebalance failed (%s)", error)
+                batch = await self._decode(records, producer) if records else None
+                if writing is not None:
+                    written = await writing
+                    writing = None
+                    self._count(len(in_flight), written)
+                    await _commit(consumer, in_flight)
+                if batch is not None:
+                    writing = asyncio.create_task(self._write(batch))
+                    in_flight = records
         finally:  # bounded: a worker asked to stop must stop, even if the broker is gone
+            if writing is not None:  # its offsets stay uncommitted: read again, no effect
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await writing
             for client in (consumer, producer):
                 try:
                     await asyncio.wait_for(client.stop(), timeout=STOP_TIMEOUT)
@@ -200,6 +210,23 @@ class SinkService:
             s.written[name] = s.written.get(name, 0) + getattr(written, name)
 
 
+async def _commit(consumer: AIOKafkaConsumer, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    """Commit past ``records`` (a batch the store has committed), and no further: the next
+    batch is already fetched but not written."""
+    offsets: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+    owned = consumer.assignment()
+    offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
+    if not offsets:
+        return
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError) as error:  # rebalanced: read again, no effect
+        log.warning("crm sink: commit after a rebalance failed (%s)", error)
+
+
 def letter_where(record: ConsumerRecord[bytes, bytes]) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset
 
@@ -243,7 +270,7 @@ def sink_backlog(settings: Settings, broker_url: str, *, timeout: float = 10.0) 
     )
     try:
         tps = [
-            TopicPartition(topic, p)
+            KafkaPartition(topic, p)
             for topic in sink_topics(settings)
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
