@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from services.access.tokens import Role
+from services.api.auth import ACCESS_ERRORS, require
 from services.api.ingest import Problem
 from services.errors import ReportError
 from services.reports.friction import FrictionReport, JourneyOutline, friction_report
@@ -31,8 +33,14 @@ Moment = Annotated[str | None, Query(min_length=1, max_length=64)]
 
 def reports_router(engine: Engine, outlines: Mapping[str, JourneyOutline]) -> APIRouter:
     """Report routes over the store at ``engine``; ``outlines`` (from the journey maps) order
-    stages and name journeys without data yet. Sync handlers: FastAPI runs them in threads."""
-    router = APIRouter(prefix="/v1/reports", tags=["reports"])
+    stages and name journeys without data yet. Sync handlers: FastAPI runs them in threads.
+    Every report needs the viewer role."""
+    router = APIRouter(
+        prefix="/v1/reports",
+        tags=["reports"],
+        dependencies=[Depends(require(Role.viewer))],
+        responses=ACCESS_ERRORS,
+    )
     errors: dict[int | str, dict[str, Any]] = {
         200: {"content": {MEDIA_TYPES[ReportFormat.csv]: {}, MEDIA_TYPES[ReportFormat.html]: {}}},
         422: {"model": Problem, "description": "A bad date or period, or an unknown journey."},

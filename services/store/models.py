@@ -68,6 +68,19 @@ class DeadLetterReplay(Base):
     replayed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ApiUser(Base):
+    """A user of the read API and dashboard, with a role; only its token's SHA-256 is stored."""
+
+    __tablename__ = "api_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(WHEN)
+    last_used_at: Mapped[datetime | None] = mapped_column(WHEN, default=None)
+
+
 class Customer(Base):
     """A customer: the CRM profile (imported or edited) of an id the identity stage resolved.
     A row exists once either the CRM or an event named the customer."""

@@ -6,22 +6,20 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
-from services.api.app import create_app
-from services.embedded.process import free_port
-from services.settings import Settings
 from services.store.db import engine_for, upgrade
+from tests.support.access import OPERATOR_TOKEN, api_client, store_settings
 from tests.support.crm_store import populate
 
 
 @pytest.fixture
 def client(store_url: str, tmp_path: Path) -> TestClient:
+    """A client with an operator's token: it reads and works flags (tests/integration/
+    test_api_auth.py checks the other roles and requests without a token)."""
     url = store_url
     upgrade(url)
     populate(engine_for(url))
-    settings = Settings(database_url=SecretStr(url), data_dir=tmp_path / "data")
-    return TestClient(create_app(settings, f"127.0.0.1:{free_port()}", watch_dlq=False))
+    return api_client(store_settings(url, tmp_path), OPERATOR_TOKEN)
 
 
 def test_get_a_customer(client: TestClient) -> None:

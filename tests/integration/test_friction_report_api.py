@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
-from services.api.app import create_app
 from services.embedded.process import free_port
-from services.settings import Settings
 from services.store.db import engine_for, upgrade
 from tests.support import report_formats as formats
+from tests.support.access import VIEWER_TOKEN, api_client, store_settings
 from tests.support.friction_store import (
     EXPECTED_ROWS,
     EXPECTED_TOTALS,
@@ -26,8 +24,8 @@ PERIOD = {"since": SINCE, "until": UNTIL}
 
 
 def _client(url: str, tmp_path: Path) -> TestClient:
-    settings = Settings(database_url=SecretStr(url), data_dir=tmp_path / "data")
-    return TestClient(create_app(settings, f"127.0.0.1:{free_port()}", watch_dlq=False))
+    """A client with a viewer's token (a static one: checking it needs no store)."""
+    return api_client(store_settings(url, tmp_path), VIEWER_TOKEN)
 
 
 @pytest.fixture
