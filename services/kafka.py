@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -38,13 +39,23 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+class AdminClient(KafkaAdminClient):  # type: ignore[misc]
+    """kafka-python's admin client, leaving out the operations a principal may perform on a
+    group or topic: the embedded broker answers DescribeGroups with operation codes
+    kafka-python cannot decode, which failed the whole call. Touchstream does not use them."""
+
+    def _process_acl_operations(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj.pop("authorized_operations", None)
+        return obj
+
+
 def admin_client(broker_url: str, *, timeout: float = 10.0) -> KafkaAdminClient:
     """An admin client, retried until ``timeout``; :class:`BrokerUnavailable` after that."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while (remaining := deadline - time.monotonic()) > 0:
         try:
-            return KafkaAdminClient(
+            return AdminClient(
                 bootstrap_servers=bootstrap_servers(broker_url),
                 client_id=CLIENT_ID,
                 request_timeout_ms=5000,
