@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up test lint format unit integration e2e schema docs clean postgres-server
+.PHONY: demo up test lint format unit integration e2e schema docs clean postgres-server chromium
 
 $(STAMP): pyproject.toml
 	@echo "Installing Touchstream and its dependencies into $(VENV) (log: $(VENV)/install.log) ..."
@@ -25,7 +25,7 @@ up: $(STAMP)
 	$(BIN)/touchstream up $(ARGS)
 
 ## Lint, type-check and run the whole test suite (starts its own broker and PostgreSQL).
-test: lint postgres-server
+test: lint postgres-server chromium
 	$(BIN)/pytest $(ARGS)
 
 ## The tests start a throwaway PostgreSQL cluster from the server binaries (initdb, pg_ctl).
@@ -39,6 +39,21 @@ postgres-server:
 	else \
 	    echo "The tests need PostgreSQL server binaries (initdb, pg_ctl): install PostgreSQL 15+" \
 	         "(Debian: sudo apt-get install postgresql), or set TOUCHSTREAM_TEST_DATABASE_URL." >&2; \
+	    exit 1; \
+	fi
+
+## The dashboard's browser test drives the system Chromium through Playwright (Playwright's
+## own browser download is not used). Installed when we may (root with apt-get); otherwise
+## we say what to do. TOUCHSTREAM_CHROMIUM may name another Chromium binary.
+chromium:
+	@if [ -n "$$TOUCHSTREAM_CHROMIUM" ] || command -v chromium >/dev/null \
+	    || command -v chromium-browser >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Chromium for the dashboard's browser test (apt-get install chromium)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+	    echo "The dashboard's browser test needs Chromium: install it" \
+	         "(Debian: sudo apt-get install chromium), or set TOUCHSTREAM_CHROMIUM to a Chromium binary." >&2; \
 	    exit 1; \
 	fi
 
@@ -57,7 +72,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration $(ARGS)
 
-e2e: $(STAMP)
+e2e: $(STAMP) chromium
 	$(BIN)/pytest tests/e2e $(ARGS)
 
 ## Regenerate the committed JSON Schema and the settings reference from the code.
