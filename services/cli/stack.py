@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,18 +18,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.access.users import UnknownUser, Users
 from services.audit import Audit, await_outcomes
 from services.cli import app
+from services.cli import demo_traffic as traffic
 from services.cli.admin import migrated
 from services.cli.friction import flags_table, read_flags
 from services.cli.options import BrokerOption, load_settings
 from services.embedded.stack import EmbeddedStack, StackInfo
 from services.emit import emit_lines, jsonl_lines
 from services.errors import TouchstreamError
+from services.reports.render import as_table
 from services.runstate import resolve_broker_url
 from services.settings import ENV_PREFIX, Settings
+from services.store.db import store_engine
 
 out = Console(highlight=False)
+DEMO_USER = "demo"
+DEMO_REPORT_ROWS = 12  # the demo prints the rows with the most flags
 
 
 class _Stopper:
@@ -217,13 +224,24 @@ def demo(
     exit_after: Annotated[
         bool, typer.Option("--exit", help="Stop the stack after printing the outcome.")
     ] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the pipeline.")] = 60.0,
+    customers: Annotated[
+        int, typer.Option(min=0, help="Simulated customers (0: only the example events).")
+    ] = 2000,
+    days: Annotated[int, typer.Option(min=1, max=90, help="Days of simulated traffic.")] = 14,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 7,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the pipeline at each step.")
+    ] = 300.0,
 ) -> None:
-    """Start the embedded stack, send the example events and broken ones, show what happened."""
+    """Start the embedded stack, send the example events and broken ones and show what
+    happened; then simulated omnichannel traffic (friction included), the friction report
+    over its weeks, and the dashboard's address with a login token."""
     settings = load_settings()
     if f"{ENV_PREFIX}WATERMARK_IDLE_TIMEOUT" not in os.environ:
         # one burst of traffic: its partitions are caught up as soon as it is read
         settings = settings.model_copy(update={"watermark_idle_timeout": 2.0})
+
+    period = [""]  # the dashboard's query for the simulated weeks
 
     def send_and_show(info: StackInfo, stop: threading.Event) -> None:
         lines = _demo_lines()
@@ -247,11 +265,53 @@ def demo(
             f"[bold green]All {len(lines)} payloads accounted for:[/] {len(audit.accepted)} "
             f"processed + {len(audit.dead)} dead-lettered = {len(lines)} sent."
         )
-        flags = _settled_flags(info.broker_url, settings)
-        out.print(flags_table(flags, f"Friction flagged by the journey maps: {len(flags)}"))
+        if customers:
+            period[0] = _simulate(info)
+        else:
+            flags = _settled_flags(info.broker_url, settings)
+            out.print(flags_table(flags, f"Friction flagged by the journey maps: {len(flags)}"))
+        if info.api_url and settings.crm_sink_enabled:
+            token = _demo_token(settings)
+            out.print(
+                f"[bold]Dashboard:[/] {info.api_url}/ui/{period[0]}  (sign in with the token "
+                f"[bold]{token}[/], role admin; `touchstream users add` makes more)",
+                soft_wrap=True,  # the address and token stay whole, to copy
+            )
         if exit_after:
             stop.set()
         elif info.api_url:
             out.print(f"Try: {_self_command()} dlq list    ·  API health: {info.api_url}/ready")
 
+    def _simulate(info: StackInfo) -> str:
+        scenario = traffic.simulated(customers, days, seed)
+        out.print(
+            f"Simulating {customers:,} customers over {days} days: "
+            f"{len(scenario.events) + len(scenario.closing):,} events on four channels, "
+            f"{len(scenario.expected):,} friction points woven in"
+        )
+        traffic.send_traffic(out, info.broker_url, settings.topics.raw, scenario)
+        if not settings.crm_sink_enabled:
+            flags = _settled_flags(info.broker_url, settings)
+            out.print(f"{len(flags):,} friction flags raised (the CRM sink is off: no report)")
+            return ""
+        traffic.await_store(out, settings, scenario, timeout)
+        _settled_flags(info.broker_url, settings)
+        traffic.await_sink(settings, info.broker_url, timeout)
+        report = traffic.report_of(settings, scenario)
+        out.print(as_table(report, brief=True, limit=DEMO_REPORT_ROWS))
+        first, until = report.since.date(), report.until.date()
+        out.print(
+            f"The whole report: {_self_command()} report friction --since {first} "
+            f"--until {until} [--format html --output report.html]"
+        )
+        return f"?since={first}&until={until}"
+
     _run_until_signalled(settings, send_and_show)
+
+
+def _demo_token(settings: Settings) -> str:
+    """A fresh login token for the ``demo`` admin user (made again on every demo run)."""
+    users = Users(store_engine(migrated(settings)))
+    with contextlib.suppress(UnknownUser):
+        users.remove(DEMO_USER)
+    return users.add(DEMO_USER, "admin")

@@ -149,8 +149,13 @@ def _money(value: Decimal) -> str:
     return f"{value:,.2f}"
 
 
-def as_table(report: FrictionReport) -> Group:
-    """Rich renderables: the period, the totals, and one line per journey, stage and rule."""
+BRIEF = ("journey / stage", "rule", "severity", "flags", "customers", "per 1,000", "value at risk")
+
+
+def as_table(report: FrictionReport, *, brief: bool = False, limit: int | None = None) -> Group:
+    """Rich renderables: the period, the totals, and one line per journey, stage and rule.
+    ``brief``: only the columns that fit a terminal of 80 characters; ``limit``: the rows
+    with the most flags, and how many more there are."""
     t = report.totals
     head = Text.assemble(
         ("Friction report ", "bold"),
@@ -164,7 +169,7 @@ def as_table(report: FrictionReport) -> Group:
     if not report.rows:
         return Group(head, Text("No friction flags in this period or the one before."))
     table = Table(title_justify="left", show_lines=False)
-    for column, justify in (
+    columns = (
         ("journey / stage", "left"),
         ("rule", "left"),
         ("severity", "left"),
@@ -177,10 +182,16 @@ def as_table(report: FrictionReport) -> Group:
         ("change", "right"),
         ("top channels", "left"),
         ("examples", "left"),
-    ):
+    )
+    shown = [n for n, (column, _) in enumerate(columns) if not brief or column in BRIEF]
+    for n in shown:
+        column, justify = columns[n]
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    for r in report.rows:
-        table.add_row(
+    rows = report.rows
+    if limit is not None:
+        rows = sorted(rows, key=lambda r: -r.flags)[:limit]
+    for r in rows:
+        cells = (
             f"{r.journey} / {r.stage or '-'}",
             r.rule_id,
             r.severity or "-",
@@ -194,6 +205,10 @@ def as_table(report: FrictionReport) -> Group:
             channels_text(r).replace(";", ","),
             examples_text(r).replace(";", ","),
         )
+        table.add_row(*(cells[n] for n in shown))
+    more = len(report.rows) - len(rows)
+    if more:
+        return Group(head, table, Text(f"... and {more} more rows with fewer flags"))
     return Group(head, table)
 
 

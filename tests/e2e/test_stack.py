@@ -3,13 +3,16 @@ flow, and nothing is left running afterwards."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import signal
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from services.embedded.process import free_port
 from tests.support.cli import Foreground, cli_env, gone, processes_of, run_cli
@@ -101,7 +104,7 @@ def test_no_child_outlives_up(tmp_path: Path, signum: int, exit_code: int) -> No
 
 def test_demo_accounts_for_every_payload_and_exits(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    demo = Foreground("demo", "--exit", env=cli_env(data))
+    demo = Foreground("demo", "--exit", "--customers", "0", env=cli_env(data))
     code = demo.finish(timeout=180)
     assert code == 0, demo.output
     assert "All 31 payloads accounted for: 24 processed + 7 dead-lettered = 31 sent." in demo.output
@@ -109,6 +112,44 @@ def test_demo_accounts_for_every_payload_and_exits(tmp_path: Path) -> None:
     assert "Friction flagged by the journey maps: 9" in demo.output
     for rule in ("payment_failed", "checkout_abandoned", "low_csat", "detractor_nps"):
         assert f"│ {rule}" in demo.output
+    assert processes_of(data) == []
+
+
+def test_demo_simulates_traffic_and_prints_the_report_and_a_login(tmp_path: Path) -> None:
+    """Simulated customers through the whole stack to the friction report; its totals are
+    the CRM store's, and the printed token is a login of the demo admin."""
+    data = tmp_path / "data"
+    demo = Foreground("demo", "--exit", "--customers", "150", "--days", "7", env=cli_env(data))
+    code = demo.finish(timeout=240)
+    assert code == 0, demo.output
+    assert "Sending simulated traffic" in demo.output
+    assert "Friction report" in demo.output
+    found = re.search(r"([\d,]+) flags .* against ([\d,]+) before; ([\d,]+) customers", demo.output)
+    period = re.search(r"Friction report (\d{4}-\d\d-\d\d) to (\d{4}-\d\d-\d\d)", demo.output)
+    assert found, demo.output
+    assert period, demo.output
+    since, last = period[1], period[2]
+    login = re.search(
+        r"Dashboard: (http://\S+)/ui/\?since=(\S+)&until=\S+ +\(sign in with the token (\S+),",
+        demo.output,
+    )
+    assert login, demo.output
+    engine = sa.create_engine(f"sqlite:///{data / 'touchstream.db'}")
+    with engine.connect() as conn:
+        flags, customers = conn.execute(
+            sa.text(
+                "SELECT count(*), count(DISTINCT customer_id) FROM friction_events "
+                "WHERE occurred_at >= :since AND date(occurred_at) <= :last"
+            ),
+            {"since": since, "last": last},
+        ).one()
+        (token_hash,) = conn.execute(
+            sa.text("SELECT token_hash FROM api_users WHERE name = 'demo' AND role = 'admin'")
+        ).one()
+    assert flags > 0
+    assert (int(found[1].replace(",", "")), int(found[3].replace(",", ""))) == (flags, customers)
+    assert login[2] == since  # the dashboard opens on the simulated weeks
+    assert hashlib.sha256(login[3].encode()).hexdigest() == token_hash
     assert processes_of(data) == []
 
 
