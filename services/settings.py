@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.access.tokens import parse_static_tokens
 from services.errors import ConfigurationError
 
 ENV_PREFIX = "TOUCHSTREAM_"
@@ -200,6 +202,28 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between the worker's checks for deadlines that event time passed.",
     )
+    ops_sample_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Seconds between the API's stream-health samples (consumer lag, rates, "
+        "latency; docs/operations.md).",
+    )
+    ops_window: int = Field(
+        default=10,
+        ge=2,
+        le=1000,
+        description="Samples in the stream-health evaluation window: a group is judged on the "
+        "lag's trend across them, never on one sample.",
+    )
+    ops_tail_records: int = Field(
+        default=200,
+        ge=1,
+        le=100_000,
+        description="Most new records per partition a stream-health sample reads of the "
+        "resolved, transitions and dead-letter topics (latency, event time, recent dead "
+        "letters).",
+    )
     embedded_broker_host: str = Field(
         default="127.0.0.1",
         description="Interface the embedded broker listens on.",
@@ -221,6 +245,13 @@ class Settings(BaseSettings):
         default=None,
         description="Static source keys as `name:key,name:key` (keys of 16+ characters), for "
         "tests and containers; `touchstream sources add NAME` creates keys in the store.",
+    )
+    api_tokens: SecretStr | None = Field(
+        default=None,
+        description="Static login tokens of the read API and dashboard as "
+        "`name:role:token,name:role:token` (roles `viewer`, `operator`, `admin`; tokens of 16+ "
+        "characters), for tests and containers; `touchstream users add NAME --role R` creates "
+        "users in the store (docs/access.md).",
     )
     ingest_max_events: int = Field(
         default=1000,
@@ -263,6 +294,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _static_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_static_tokens(value.get_secret_value())
+        return value
 
     @property
     def topics(self) -> Topics:
@@ -321,6 +359,15 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
+def _problem(error: ErrorDetails) -> str:
+    """One validation error as ``VARIABLE=value: why``; a secret's value is not repeated."""
+    field = str(error["loc"][0]) if error["loc"] else ""
+    known = Settings.model_fields.get(field)
+    secret = known is not None and SecretStr in get_args(known.annotation)
+    shown = "****" if secret else repr(error["input"])
+    return f"{env_name(field) if field else 'settings'}={shown}: {error['msg']}"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment with ``overrides`` (those not None) on top; a bad value
     becomes a :class:`ConfigurationError` naming its variable."""
@@ -328,10 +375,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{env_name(str(e['loc'][0])) if e['loc'] else 'settings'}={e['input']!r}: {e['msg']}"
-            for e in error.errors(include_url=False)
-        )
+        problems = "; ".join(_problem(e) for e in error.errors(include_url=False))
         raise ConfigurationError(
             f"invalid configuration: {problems}. See docs/configuration.md."
         ) from None

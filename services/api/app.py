@@ -14,16 +14,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from services import __version__
+from services.api.auth import access_router, install_access
 from services.api.customers import customers_router
 from services.api.dlq_watch import watch_dead_letters
 from services.api.ingest import Ingestion, ingestion_router
 from services.api.metrics import ApiMetrics
+from services.api.ops import ops_router
 from services.api.reports import reports_router
+from services.dashboard import dashboard_router
 from services.errors import BrokerUnavailable
 from services.ingest.gateway import Gateway
 from services.ingest.keys import KeyResolver, SourceKeys, static_keys
 from services.ingest.segment import load_mapping
 from services.kafka import admin_client
+from services.ops.monitor import StreamMonitor, keep_sampling
 from services.reports.outlines import journey_outlines
 from services.settings import Settings, load_settings
 from services.store.db import store_engine
@@ -38,6 +42,7 @@ class Readiness(BaseModel):
     status: str
     broker: str
     missing_topics: list[str]
+    store: str | None = None
     detail: str | None = None
 
 
@@ -56,7 +61,8 @@ def create_app(
     *,
     watch_dlq: bool = True,
 ) -> FastAPI:
-    """Build the API for ``settings`` and the broker at ``broker_url`` (one composition root)."""
+    """Build the API for ``settings`` and the broker at ``broker_url`` (one composition root).
+    ``watch_dlq``: follow the dead-letter topic and sample stream health in the background."""
     settings = settings or load_settings()
     broker = broker_url or settings.broker_url or ""
     metrics = ApiMetrics()
@@ -65,6 +71,7 @@ def create_app(
     ingestion = Ingestion(
         settings, keys, gateway, load_mapping(settings.segment_mapping_file), metrics
     )
+    monitor = StreamMonitor(settings, broker)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -73,13 +80,20 @@ def create_app(
             if watch_dlq
             else None
         )
+        sampler = (
+            asyncio.create_task(keep_sampling(monitor, metrics.streams.update))
+            if watch_dlq
+            else None
+        )
         try:
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+            for task in (watcher, sampler):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            monitor.close()
             await gateway.close()
 
     app = FastAPI(
@@ -91,8 +105,14 @@ def create_app(
     )
     app.include_router(ingestion_router(ingestion))
     store = store_engine(settings)
+    install_access(app, settings, store)
+    app.include_router(access_router())
     app.include_router(customers_router(store))
     app.include_router(reports_router(store, journey_outlines(settings)[0]))
+    app.include_router(ops_router(monitor))
+    app.include_router(
+        dashboard_router(store, journey_outlines(settings)[0], lambda: monitor.latest)
+    )
     started = time.monotonic()
 
     @app.get("/health", tags=["ops"])
@@ -102,7 +122,7 @@ def create_app(
 
     @app.get("/ready", tags=["ops"], responses={503: {"model": Readiness}})
     async def ready(response: Response) -> Readiness:
-        """Readiness: the broker answers and the pipeline topics exist."""
+        """Readiness: the broker answers, the pipeline topics exist and the store answers."""
         try:
             missing = await asyncio.to_thread(_check_broker, settings, broker)
         except BrokerUnavailable as error:
@@ -118,16 +138,28 @@ def create_app(
                 missing_topics=missing,
                 detail="pipeline topics missing; `touchstream worker` creates them at start-up",
             )
+        store_check = await asyncio.to_thread(monitor.store.check)
+        if not store_check.reachable:
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+            return Readiness(
+                status="unavailable",
+                broker=broker,
+                missing_topics=[],
+                store="unreachable",
+                detail=f"the CRM store does not answer: {store_check.detail}",
+            )
         return Readiness(
             status="ready",
             broker=broker,
             missing_topics=[],
+            store="reachable",
             detail=f"up {time.monotonic() - started:.0f}s",
         )
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def prometheus_metrics() -> Response:
-        """Prometheus metrics: ingestion counts and latency, dead letters by reason."""
+        """Prometheus metrics: ingestion counts and latency, dead letters by reason, stream
+        health (consumer lag, stage rates, processing latency; docs/operations.md)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -28,10 +28,12 @@ def main() -> None:
         customer,
         events,
         friction,
+        health,
         maps,
         report,
         simulate,
         stack,
+        users,
     )
 
     try:
