@@ -31,8 +31,10 @@ __all__ = [
     "Operator",
     "Viewer",
     "access_router",
+    "end_session_cookie",
     "install_access",
     "require",
+    "set_session_cookie",
 ]
 
 SESSION_COOKIE = "touchstream_session"
@@ -54,6 +56,27 @@ ACCESS_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No token, or an unknown or removed one."},
     403: {"model": Problem, "description": "The user's role is too low for this."},
 }
+
+
+def _cookie(request: Request) -> dict[str, Any]:
+    """The session cookie's attributes: the whole site, HttpOnly, SameSite=Strict, and
+    Secure when served over HTTPS."""
+    return {
+        "path": "/",
+        "secure": request.url.scheme == "https",
+        "httponly": True,
+        "samesite": "strict",
+    }
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    """Set the session cookie to ``token`` (checked by the caller)."""
+    response.set_cookie(SESSION_COOKIE, token, **_cookie(request))
+
+
+def end_session_cookie(request: Request, response: Response) -> None:
+    """Clear the session cookie."""
+    response.delete_cookie(SESSION_COOKIE, **_cookie(request))
 
 
 class Me(BaseModel):
@@ -155,26 +178,13 @@ def access_router() -> APIRouter:
         principal = _principal(request, body.token)
         if principal is None:
             raise _unknown_token()
-        response.set_cookie(
-            SESSION_COOKIE,
-            body.token,
-            path="/",
-            secure=request.url.scheme == "https",
-            httponly=True,
-            samesite="strict",
-        )
+        set_session_cookie(request, response, body.token)
         return Me(name=principal.name, role=principal.role)
 
     @router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
     def end_session(request: Request, response: Response) -> None:
         """Clear the session cookie."""
-        response.delete_cookie(
-            SESSION_COOKIE,
-            path="/",
-            secure=request.url.scheme == "https",
-            httponly=True,
-            samesite="strict",
-        )
+        end_session_cookie(request, response)
 
     @router.get("/me", responses=ACCESS_ERRORS)
     def me(user: Viewer) -> Me:

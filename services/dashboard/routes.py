@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from services.access.tokens import Role
 from services.access.users import Principal
-from services.api.auth import SESSION_COOKIE, require
+from services.api.auth import SESSION_COOKIE, end_session_cookie, require, set_session_cookie
 from services.crm.view import customer_360
 from services.dashboard.customer import customer_page, lookup_page
 from services.dashboard.flags import (
@@ -195,26 +195,13 @@ def dashboard_router(
                 raise
             return _html(_login_form(target, "Unknown or removed token."), 401)
         response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
-        response.set_cookie(
-            SESSION_COOKIE,
-            token,
-            path="/",
-            secure=request.url.scheme == "https",
-            httponly=True,
-            samesite="strict",
-        )
+        set_session_cookie(request, response, token)
         return response
 
     @router.post("/logout")
     def logout(request: Request) -> Response:
         response = RedirectResponse(LOGIN, status.HTTP_303_SEE_OTHER)
-        response.delete_cookie(
-            SESSION_COOKIE,
-            path="/",
-            secure=request.url.scheme == "https",
-            httponly=True,
-            samesite="strict",
-        )
+        end_session_cookie(request, response)
         return response
 
     @router.get("/")
