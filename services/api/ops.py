@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
 
+from services.access.tokens import Role
+from services.api.auth import ACCESS_ERRORS, require
 from services.api.ingest import Problem
 from services.ops.monitor import StreamMonitor
 from services.ops.report import StreamsReport
@@ -12,8 +14,15 @@ __all__ = ["ops_router"]
 
 
 def ops_router(monitor: StreamMonitor) -> APIRouter:
-    """``GET /v1/ops/streams``: the latest report; requests never touch the broker."""
-    router = APIRouter(prefix="/v1/ops", tags=["ops"])
+    """``GET /v1/ops/streams``: the latest report; requests never touch the broker. Like the
+    rest of the read API it needs a viewer token (``/metrics``, ``/health`` and ``/ready``
+    stay open for probes and scrapers)."""
+    router = APIRouter(
+        prefix="/v1/ops",
+        tags=["ops"],
+        responses=ACCESS_ERRORS,
+        dependencies=[Depends(require(Role.viewer))],
+    )
 
     @router.get(
         "/streams",

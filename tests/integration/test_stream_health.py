@@ -20,6 +20,7 @@ from services.emit import emit_lines
 from services.kafka import ensure_topics
 from services.ops.monitor import StreamMonitor
 from services.settings import Settings
+from tests.support.access import API_TOKENS, VIEWER_TOKEN, bearer
 from tests.support.cli import cli_env, run_cli
 from tests.support.events import dumps, example, example_types
 from tests.support.services import api_settings, start_api, start_worker
@@ -43,9 +44,11 @@ def _emit(settings: Settings, payloads: list[bytes]) -> None:
     assert result.failed == []
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _get(url: str, token: str | None = VIEWER_TOKEN) -> tuple[int, bytes]:
+    headers = bearer(token) if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - local test URL
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - local test URL
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -65,10 +68,16 @@ def _value(samples: list[Sample], name: str, **labels: str) -> float:
 def test_metrics_and_the_streams_report_show_lag_rates_dead_letters_and_latency(
     settings: Settings, worker: ManagedProcess
 ) -> None:
-    configured = api_settings(settings, ops_sample_interval=1.0, ops_window=6)
+    configured = api_settings(
+        settings, ops_sample_interval=1.0, ops_window=6, api_tokens=SecretStr(API_TOKENS)
+    )
     api, url = start_api(configured)
     try:
         deadline = time.monotonic() + 15
+        while _get(f"{url}/health", token=None)[0] != 200:
+            assert time.monotonic() < deadline, api.tail(40)
+            time.sleep(0.2)
+        assert _get(f"{url}/v1/ops/streams", token=None)[0] == 401  # the read API needs a token
         while _get(f"{url}/v1/ops/streams")[0] != 200:  # the baseline sample, before any event
             assert time.monotonic() < deadline, api.tail(40)
             time.sleep(0.2)
