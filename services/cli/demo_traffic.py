@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from services.crm.service import sink_backlog
 from services.emit import emit_lines
@@ -63,8 +63,8 @@ def send_traffic(console: Console, broker_url: str, topic: str, scenario: Scenar
     return len(events)
 
 
-def _stored(settings: Settings, prefix: str) -> int:
-    with store_engine(settings).connect() as conn:
+def _stored(engine: Engine, prefix: str) -> int:
+    with engine.connect() as conn:
         found = conn.execute(
             select(func.count()).where(Interaction.event_id.like(f"{prefix}%"))
         ).scalar()
@@ -76,17 +76,21 @@ def await_store(console: Console, settings: Settings, scenario: Scenario, timeou
     ids = {e["event_id"] for e in scenario.events + scenario.closing}
     prefix = next(iter(ids)).rsplit("-", 1)[0] + "-"
     deadline = time.monotonic() + timeout
-    with _bar(console) as progress:
-        task = progress.add_task("Pipeline and CRM store catching up", total=len(ids))
-        while (stored := _stored(settings, prefix)) < len(ids):
-            progress.update(task, completed=stored)
-            if time.monotonic() > deadline:
-                raise TouchstreamError(
-                    f"the CRM store holds {stored:,} of {len(ids):,} simulated events after "
-                    f"{timeout:.0f}s; see {settings.log_dir / 'worker.log'}"
-                )
-            time.sleep(1.0)
-        progress.update(task, completed=len(ids))
+    engine = store_engine(settings)  # one engine for every poll, not one each second
+    try:
+        with _bar(console) as progress:
+            task = progress.add_task("Pipeline and CRM store catching up", total=len(ids))
+            while (stored := _stored(engine, prefix)) < len(ids):
+                progress.update(task, completed=stored)
+                if time.monotonic() > deadline:
+                    raise TouchstreamError(
+                        f"the CRM store holds {stored:,} of {len(ids):,} simulated events "
+                        f"after {timeout:.0f}s; see {settings.log_dir / 'worker.log'}"
+                    )
+                time.sleep(1.0)
+            progress.update(task, completed=len(ids))
+    finally:
+        engine.dispose()
 
 
 def await_sink(settings: Settings, broker_url: str, timeout: float) -> None:
