@@ -75,6 +75,7 @@ TABLES = (
     "stage_daily",
 )
 DEFAULT_BATCH = Settings.model_fields["crm_sink_batch_size"].default
+DEFAULT_WRITERS = Settings.model_fields["crm_sink_writers"].default
 TARGETS = {"rows_per_s_min": 20_000, "view_p99_ms_max": 50}
 
 # --- input ---------------------------------------------------------------------------------
@@ -360,7 +361,7 @@ def measure(
     upgrade(url)
     engine = engine_for(url)
     statements = Statements(engine)
-    sink = CrmSink(engine)
+    sink = CrmSink(engine, writers=args.writers)
     print(f"sink: {len(records):,} records in batches of {args.batch_size:,} ...")
     cpu.cores()
     profile = cProfile.Profile() if args.profile else None
@@ -403,6 +404,7 @@ def measure(
     result["view"] |= {"customers": customers, "cpu_cores": cpu.cores()}
     result["view"]["load_average"] = load_average()
     result["postgres"] = server_facts(engine)
+    sink.close()
     engine.dispose()
 
 
@@ -471,6 +473,12 @@ def main() -> None:
         default=DEFAULT_BATCH,
         help=f"records a write (the sink's crm_sink_batch_size: {DEFAULT_BATCH})",
     )
+    parser.add_argument(
+        "--writers",
+        type=int,
+        default=DEFAULT_WRITERS,
+        help=f"connections a batch is written through (crm_sink_writers: {DEFAULT_WRITERS})",
+    )
     parser.add_argument("--lookups", type=int, default=1000)
     parser.add_argument("--fsync", action="store_true", help="run the throwaway cluster fsync=on")
     parser.add_argument("--database-url", help="a PostgreSQL server to make a fresh database on")
@@ -503,6 +511,7 @@ def main() -> None:
         "seed": args.seed,
         "partitions": args.partitions,
         "batch_size": args.batch_size,
+        "writers": args.writers,
         "quick": args.quick,
         "profiled": args.profile is not None,
         "record_kinds": dict(kinds),

@@ -136,6 +136,14 @@ class Settings(BaseSettings):
         le=100_000,
         description="Most records the CRM sink writes in one transaction.",
     )
+    crm_sink_writers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Connections the CRM sink writes a large batch through at once on "
+        "PostgreSQL, each in its own transaction with a share of the batch's customers (the "
+        "merges go first). 2 keeps a 2-core machine busy; SQLite always uses one.",
+    )
     crm_sink_max_delay: float = Field(
         default=0.5,
         gt=0,

@@ -7,7 +7,7 @@ same ``ON CONFLICT`` clause."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     Connection,
     Table,
+    any_,
     bindparam,
     cast,
     func,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 
 JSON_FROM = 200  # rows; fewer go through executemany
 
@@ -54,6 +56,16 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)  # exact: the server reads it into the numeric column
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def among(dialect: str, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column IN values`` (sorted). On PostgreSQL one array parameter (``= ANY``): a long
+    ``IN`` list costs the client a placeholder a value to render and the server one to
+    parse."""
+    if dialect == "postgresql":
+        array = postgresql.ARRAY(column.type)
+        return column == any_(bindparam(None, sorted(values), type_=array))  # type: ignore[no-any-return]
+    return column.in_(sorted(values))  # type: ignore[no-any-return]
 
 
 def dialect_insert(dialect: str, target: Any) -> Any:

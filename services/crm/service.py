@@ -77,7 +77,7 @@ class SinkService:
     ) -> None:
         self.settings = settings
         self.broker_url = broker_url
-        self.sink = CrmSink(engine, clock=clock)
+        self.sink = CrmSink(engine, clock=clock, writers=settings.crm_sink_writers)
         self.kinds = sink_topics(settings)
         self.stats = SinkStats()
 
@@ -124,6 +124,7 @@ class SinkService:
                     log.warning(
                         "crm sink: %s did not stop cleanly: %r", type(client).__name__, error
                     )
+            self.sink.close()
 
     async def _fill(self, consumer: AIOKafkaConsumer) -> list[ConsumerRecord[bytes, bytes]]:
         """Up to ``crm_sink_batch_size`` records, waiting at most ``crm_sink_max_delay``."""

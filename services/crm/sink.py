@@ -9,8 +9,10 @@ merged away land on the survivor."""
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.crm.bulk import dialect_insert, upsert
+from services.crm.bulk import among, dialect_insert, upsert
 from services.crm.health import health_score, value_at_risk
 from services.crm.merges import MergeMoves
 from services.crm.records import PURCHASES, Batch, Event, day_of, money
@@ -69,17 +71,101 @@ class Written:
         return self.interactions + self.transitions + self.flags + self.merges
 
 
-class CrmSink:
-    """Writes batches into the store at ``engine`` (PostgreSQL or SQLite)."""
+SHARD_FROM = 1000  # records (merges aside); a smaller batch is one transaction
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
+
+class CrmSink:
+    """Writes batches into the store at ``engine`` (PostgreSQL or SQLite).
+
+    On PostgreSQL a batch of ``SHARD_FROM`` records or more is written through ``writers``
+    connections at once: its merges first, in a transaction of their own, then each writer
+    takes the records of a share of the batch's customers (by the id they have after the
+    merges) in its own transaction. One writer's transaction waits on the server most of
+    the time; with two the server and this process keep both cores busy. Every row is
+    keyed by one customer, so writers never write the same row, except the daily
+    aggregates, which each writes last, in one statement a table in key order (they wait
+    for each other there, and cannot deadlock). If one writer fails the others may have
+    committed: the retried batch then finds their rows and adds nothing twice, as a
+    redelivered batch does."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        writers: int = 2,
+    ) -> None:
         self.engine = engine
         self.clock = clock or (lambda: datetime.now(UTC))
         self.dialect = engine.dialect.name
+        self.writers = writers if self.dialect == "postgresql" else 1
+        self._pool = (
+            ThreadPoolExecutor(self.writers - 1, thread_name_prefix="crm-writer")
+            if self.writers > 1
+            else None
+        )
 
     def write(self, batch: Batch) -> Written:
+        now = self.clock()
+        if self._pool is None or len(batch) - len(batch.merges) < SHARD_FROM:
+            with self.engine.begin() as conn:
+                return _Transaction(conn, self.dialect, now).write(batch)
         with self.engine.begin() as conn:
-            return _Transaction(conn, self.dialect, self.clock()).write(batch)
+            first = _Transaction(conn, self.dialect, now)
+            merges = first.merges(batch.merges)
+            final = first.survivors(customer_ids(batch))
+            first.finish()
+        shares = split(batch, final, self.writers)
+        pending = [self._pool.submit(self._write_share, s, final, now) for s in shares[1:]]
+        results: list[Written | BaseException] = []
+        try:
+            results.append(self._write_share(shares[0], final, now))
+        except Exception as error:  # the others finish before the batch may be retried
+            results.append(error)
+        for job in pending:
+            failure = job.exception()
+            results.append(job.result() if failure is None else failure)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        written = [r for r in results if isinstance(r, Written)]
+        return Written(
+            interactions=sum(w.interactions for w in written),
+            transitions=sum(w.transitions for w in written),
+            flags=sum(w.flags for w in written),
+            merges=merges,
+        )
+
+    def _write_share(self, batch: Batch, final: dict[str, str], now: datetime) -> Written:
+        with self.engine.begin() as conn:
+            return _Transaction(conn, self.dialect, now).apply(batch, final)
+
+    def close(self) -> None:
+        """Let the writer threads go (a share still being written finishes on its own)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def customer_ids(batch: Batch) -> set[str]:
+    ids = {e.customer_id for e in batch.events}
+    return ids | {t.customer_id for t in batch.transitions} | {f.customer_id for f in batch.flags}
+
+
+def split(batch: Batch, final: dict[str, str], shares: int) -> list[Batch]:
+    """``batch``'s events, transitions and flags in ``shares`` parts by customer (merges
+    are written before)."""
+    parts = [Batch() for _ in range(shares)]
+
+    def part(customer: str) -> Batch:
+        return parts[zlib.crc32(final[customer].encode()) % shares]
+
+    for e in batch.events:
+        part(e.customer_id).events.append(e)
+    for t in batch.transitions:
+        part(t.customer_id).transitions.append(t)
+    for f in batch.flags:
+        part(f.customer_id).flags.append(f)
+    return parts
 
 
 class _Transaction(MergeMoves):
@@ -89,6 +175,9 @@ class _Transaction(MergeMoves):
         self.now = now
         self.touched: set[str] = set()  # customers whose metrics or friction changed
         self.itemized: set[str] = set()  # customers whose invoices or tickets changed
+        # the daily aggregates' increments, written last (see CrmSink)
+        self.entered: dict[tuple[Any, str, str], int] = defaultdict(int)
+        self.daily: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
 
     # -- dialect helpers -------------------------------------------------------------
     def insert(self, model: Any) -> Any:
@@ -104,15 +193,23 @@ class _Transaction(MergeMoves):
     # -- the batch -------------------------------------------------------------------
     def write(self, batch: Batch) -> Written:
         merges = self.merges(batch.merges)
-        ids = {e.customer_id for e in batch.events}
-        ids |= {t.customer_id for t in batch.transitions} | {f.customer_id for f in batch.flags}
-        final = self.survivors(ids)
+        written = self.apply(batch, self.survivors(customer_ids(batch)))
+        return replace(written, merges=merges)
+
+    def apply(self, batch: Batch, final: dict[str, str]) -> Written:
+        """The batch's events, transitions and flags, its merges already applied."""
         interactions = self._events(batch.events, final)
         transitions = self._transitions(batch, final)
         self._refresh_open_items()
         flags = self._flags(batch, final)
+        self.finish()
+        return Written(interactions, transitions, flags)
+
+    def finish(self) -> None:
+        """Health of the customers the transaction changed, then the daily aggregates."""
+        self._refresh_open_items()
         self._refresh_health()
-        return Written(interactions, transitions, flags, merges)
+        self._flush_daily()
 
     # -- events ----------------------------------------------------------------------
     def _events(self, events: Sequence[Event], final: dict[str, str]) -> int:
@@ -306,7 +403,7 @@ class _Transaction(MergeMoves):
             dict(
                 self.conn.execute(
                     select(RelationshipMetrics.customer_id, RelationshipMetrics.currency).where(
-                        RelationshipMetrics.customer_id.in_(paying)
+                        among(self.dialect, RelationshipMetrics.customer_id, paying)
                     )
                 ).all()
             )
@@ -405,7 +502,6 @@ class _Transaction(MergeMoves):
                 stmt.table.c.event_id, stmt.table.c.journey
             ),
         ).all()
-        entered: dict[tuple[Any, str, str], int] = defaultdict(int)
         latest: dict[tuple[str, str], dict[str, Any]] = {}
         for event_id, journey in returned:
             t = unique[(event_id, journey)]
@@ -419,20 +515,8 @@ class _Transaction(MergeMoves):
                     "entered_at": t.occurred_at,
                     "event_id": event_id,
                 }
-            entered[(day_of(t.occurred_at), journey, t.to_stage)] += 1
+            self.entered[(day_of(t.occurred_at), journey, t.to_stage)] += 1
         self.upsert_stages([latest[k] for k in sorted(latest)])
-        if entered:
-            stmt = self.insert(StageDaily)
-            self.conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[StageDaily.day, StageDaily.journey, StageDaily.stage],
-                    set_={"entered": StageDaily.entered + stmt.excluded.entered},
-                ),
-                [
-                    {"day": d, "journey": j, "stage": s, "entered": n}
-                    for (d, j, s), n in sorted(entered.items())
-                ],
-            )
         return len(returned)
 
     def upsert_stages(self, rows: list[dict[str, Any]]) -> None:
@@ -460,7 +544,7 @@ class _Transaction(MergeMoves):
             m.customer_id: m
             for m in self.conn.execute(
                 select(RelationshipMetrics.__table__).where(
-                    RelationshipMetrics.customer_id.in_(customers)
+                    among(self.dialect, RelationshipMetrics.customer_id, customers)
                 )
             )
         }
@@ -492,7 +576,6 @@ class _Transaction(MergeMoves):
                 rows,
             )
         }
-        daily: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
         for row in rows:
             if row["flag_id"] in new:
                 key = (
@@ -502,14 +585,30 @@ class _Transaction(MergeMoves):
                     row["rule_id"],
                     row["channel"],
                 )
-                daily[key][0] += 1
-                daily[key][1] += row["value_at_risk"]
+                self.daily[key][0] += 1
+                self.daily[key][1] += row["value_at_risk"]
                 self.touched.add(row["customer_id"])
-        self._add_daily(daily)
         return len(new)
 
-    def _add_daily(self, daily: dict[tuple[Any, ...], list[Any]]) -> None:
-        """Add ``[flags, value at risk]`` per (day, journey, stage, rule, channel)."""
+    def _flush_daily(self) -> None:
+        """Add the transaction's journey entries per (day, journey, stage) and its
+        ``[flags, value at risk]`` per (day, journey, stage, rule, channel): one statement a
+        table, in key order, so concurrent writers lock these shared rows in one order."""
+        if self.entered:
+            stmt = self.insert(StageDaily)
+            self.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[StageDaily.day, StageDaily.journey, StageDaily.stage],
+                    set_={"entered": StageDaily.entered + stmt.excluded.entered},
+                ),
+                [
+                    {"day": d, "journey": j, "stage": s, "entered": n}
+                    for (d, j, s), n in sorted(self.entered.items())
+                ],
+            )
+            self.entered.clear()
+        daily = {k: v for k, v in self.daily.items() if v != [0, 0]}
+        self.daily.clear()
         if not daily:
             return
         stmt = self.insert(FrictionDaily)
@@ -544,6 +643,7 @@ class _Transaction(MergeMoves):
         if not self.itemized:
             return
         customers = sorted(self.itemized)
+        self.itemized.clear()
         m = RelationshipMetrics
         open_invoice = and_(Invoice.issued_at.is_not(None), Invoice.paid_at.is_(None))
         open_ticket = and_(
@@ -556,7 +656,7 @@ class _Transaction(MergeMoves):
         tickets = select(func.count()).where(Ticket.customer_id == m.customer_id, open_ticket)
         self.conn.execute(
             update(m)
-            .where(m.customer_id.in_(customers))
+            .where(among(self.dialect, m.customer_id, customers))
             .values(
                 open_invoices=invoices.with_only_columns(func.count()).scalar_subquery(),
                 amount_open=invoices.with_only_columns(
@@ -572,13 +672,14 @@ class _Transaction(MergeMoves):
         customers = sorted(self.touched)
         metrics = self.conn.execute(
             select(RelationshipMetrics.__table__).where(
-                RelationshipMetrics.customer_id.in_(customers)
+                among(self.dialect, RelationshipMetrics.customer_id, customers)
             )
         ).all()
         friction: dict[str, list[Any]] = defaultdict(list)
         for flag in self.conn.execute(
             select(FrictionEvent.__table__).where(
-                FrictionEvent.customer_id.in_(customers), FrictionEvent.status != "resolved"
+                among(self.dialect, FrictionEvent.customer_id, customers),
+                FrictionEvent.status != "resolved",
             )
         ):
             friction[flag.customer_id].append(flag)
@@ -586,7 +687,7 @@ class _Transaction(MergeMoves):
             self.conn.execute(
                 select(Invoice.customer_id, func.sum(Invoice.amount))
                 .where(
-                    Invoice.customer_id.in_(customers),
+                    among(self.dialect, Invoice.customer_id, customers),
                     Invoice.issued_at.is_not(None),
                     Invoice.paid_at.is_(None),
                     Invoice.due_at < self.now,
@@ -616,14 +717,13 @@ class _Transaction(MergeMoves):
         amount), so it does not depend on when the sink happened to write the flag."""
         by_customer = {m.customer_id: m for m in metrics}
         changed: list[dict[str, Any]] = []
-        daily: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
         for customer, flags in friction.items():
             for f in flags:
                 value = value_at_risk(f.rule_id, {}, by_customer.get(customer))
                 if value != f.value_at_risk:
                     changed.append({"f": f.flag_id, "v": value})
                     key = (day_of(f.occurred_at), f.journey, f.stage or "", f.rule_id, f.channel)
-                    daily[key][1] += value - Decimal(f.value_at_risk)
+                    self.daily[key][1] += value - Decimal(f.value_at_risk)
         if changed:
             self.conn.execute(
                 update(FrictionEvent)
@@ -631,7 +731,6 @@ class _Transaction(MergeMoves):
                 .values(value_at_risk=bindparam("v")),
                 changed,
             )
-            self._add_daily(daily)
 
 
 def replace_customer(event: Event, final: dict[str, str]) -> Event:
