@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo up test lint format unit integration e2e schema docs clean postgres-server chromium
+.PHONY: demo up test lint format unit integration e2e schema docs clean postgres-server chromium docker-compose
 
 $(STAMP): pyproject.toml
 	@echo "Installing Touchstream and its dependencies into $(VENV) (log: $(VENV)/install.log) ..."
@@ -25,7 +25,7 @@ up: $(STAMP)
 	$(BIN)/touchstream up $(ARGS)
 
 ## Lint, type-check and run the whole test suite (starts its own broker and PostgreSQL).
-test: lint postgres-server chromium
+test: lint postgres-server chromium docker-compose
 	$(BIN)/pytest $(ARGS)
 
 ## The tests start a throwaway PostgreSQL cluster from the server binaries (initdb, pg_ctl).
@@ -54,6 +54,19 @@ chromium:
 	else \
 	    echo "The dashboard's browser test needs Chromium: install it" \
 	         "(Debian: sudo apt-get install chromium), or set TOUCHSTREAM_CHROMIUM to a Chromium binary." >&2; \
+	    exit 1; \
+	fi
+
+## The deployment tests check docker-compose.yml with `docker-compose config` (no Docker engine
+## needed). Installed when we may (root with apt-get); otherwise we say what to do.
+docker-compose:
+	@if command -v docker-compose >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing docker-compose for the deployment tests (apt-get install docker-compose)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; \
+	else \
+	    echo "The deployment tests need docker-compose to check docker-compose.yml: install it" \
+	         "(Debian: sudo apt-get install docker-compose)." >&2; \
 	    exit 1; \
 	fi
 

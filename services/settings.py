@@ -104,8 +104,10 @@ class Settings(BaseSettings):
     )
     table_store: str = Field(
         default="memory://",
-        description="Faust table store: `memory://` (embedded, tests) or `rocksdb://` "
-        "(production).",
+        description="Faust table store. Only `memory://` works: tables are rebuilt from their "
+        "changelog topics when a worker starts. faust-streaming 0.15's `rocksdb://` store "
+        "files each write under the partition of the event being processed, and the worker "
+        "also writes from timers and batches (deploy/README.md, Table store).",
     )
     worker_batch_size: int = Field(
         default=1000,
@@ -302,6 +304,17 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("table_store")
+    @classmethod
+    def _memory_tables(cls, value: str) -> str:
+        if not value.startswith("memory://"):
+            raise ValueError(
+                f"{value!r} is not supported: use memory:// (tables are rebuilt from their "
+                "changelogs at start). faust-streaming 0.15's rocksdb:// store cannot hold "
+                "the tables the worker writes from timers and batches; see deploy/README.md"
+            )
+        return value
 
     @field_validator("api_tokens")
     @classmethod
