@@ -17,10 +17,11 @@ from schemas.fields import (
     Csat,
     Currency,
     DueDate,
-    Email,
     EventId,
     EventTime,
     Identifier,
+    IdentityEmail,
+    IdentityValue,
     Money,
     Nps,
     Phone,
@@ -48,12 +49,12 @@ class Identity(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"minProperties": 1})
 
-    customer_id: Identifier | None = None
-    email: Email | None = None
+    customer_id: IdentityValue | None = None
+    email: IdentityEmail | None = None
     phone: Phone | None = None
-    loyalty_id: Identifier | None = None
-    account_id: Identifier | None = None
-    anonymous_id: Identifier | None = None
+    loyalty_id: IdentityValue | None = None
+    account_id: IdentityValue | None = None
+    anonymous_id: IdentityValue | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Identity:

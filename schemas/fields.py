@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated
 
@@ -74,6 +74,40 @@ _rfc3339_or_date = _text_matching(
 )
 
 
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)  # excluded
+MAX_OFFSET = timedelta(hours=14)  # the widest UTC offset of any time zone (UTC+14)
+
+
+def _plausible(value: date) -> date:
+    """Times near the ends of Python's range (years 1 and 9999) overflow the journey stage's
+    windows and deadlines, and PostgreSQL refuses offsets past about 16 hours; no touchpoint
+    happens there."""
+    if isinstance(value, datetime):
+        offset = value.utcoffset() or timedelta(0)
+        inside = EARLIEST <= value < LATEST and abs(offset) <= MAX_OFFSET
+    else:
+        inside = EARLIEST.date() <= value < LATEST.date()
+    if not inside:
+        raise PydanticCustomError(
+            "time_range",
+            "{value} is outside the times events may name: from 1900-01-01 to before "
+            "9000-01-01, with a UTC offset from -14:00 to +14:00",
+            {"value": repr(value.isoformat())},
+        )
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError(
+            "nul_character",
+            "{value} contains a NUL character (\\u0000), which no identifier may hold",
+            {"value": repr(value)[:64]},
+        )
+    return value
+
+
 def _email(value: str) -> str:
     if not _EMAIL_RE.match(value):
         raise PydanticCustomError(
@@ -97,29 +131,39 @@ Source = Annotated[
 EventTime = Annotated[
     AwareDatetime,
     BeforeValidator(_rfc3339),
+    AfterValidator(_plausible),
     WithJsonSchema(
         {
             "type": "string",
             "format": "date-time",
             "pattern": RFC3339_PATTERN,
-            "description": "RFC 3339 timestamp with a UTC offset; naive times are rejected.",
+            "description": "RFC 3339 timestamp with a UTC offset; naive times are rejected. "
+            "From 1900-01-01 to before 9000-01-01, offsets from -14:00 to +14:00.",
         }
     ),
 ]
 DueDate = Annotated[
     AwareDatetime | date,
     BeforeValidator(_rfc3339_or_date),
+    AfterValidator(_plausible),
     WithJsonSchema(
         {
             "type": "string",
             "anyOf": [{"pattern": RFC3339_PATTERN}, {"pattern": DATE_PATTERN}],
-            "description": "RFC 3339 date (2026-12-15) or timestamp with a UTC offset.",
+            "description": "RFC 3339 date (2026-12-15) or timestamp with a UTC offset. "
+            "From 1900-01-01 to before 9000-01-01, offsets from -14:00 to +14:00.",
         }
     ),
 ]
+MAX_MONEY = Decimal("999999999999.99")  # what one amount column of the CRM store holds
 Money = Annotated[
     Decimal,
-    Field(ge=0, allow_inf_nan=False, description="Decimal amount >= 0 in `currency`."),
+    Field(
+        ge=0,
+        le=MAX_MONEY,
+        allow_inf_nan=False,
+        description="Decimal amount >= 0 in `currency`, at most 999999999999.99.",
+    ),
 ]
 Currency = Annotated[
     str,
@@ -134,6 +178,10 @@ Email = Annotated[
     AfterValidator(_email),
     Field(description="Email address; compared case-insensitively (stored lower-case)."),
 ]
+#: An identifier of ``identity`` names a profile, a partition key and rows of the CRM store,
+#: whose text cannot hold NUL: refused here (attributes may carry NUL; the sink replaces it).
+IdentityValue = Annotated[Identifier, AfterValidator(_no_nul)]
+IdentityEmail = Annotated[Email, AfterValidator(_no_nul)]
 Phone = Annotated[
     str, Field(pattern=E164_PATTERN, description="Phone number in E.164, e.g. +4915112345678.")
 ]

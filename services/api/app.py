@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response, status
+from fastapi import FastAPI, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services import __version__
 from services.api.auth import access_router, install_access
@@ -53,6 +58,24 @@ def _check_broker(settings: Settings, broker_url: str) -> list[str]:
     finally:
         admin.close()
     return [t for t in settings.topics.all() if t not in existing]
+
+
+class RefuseNul:
+    """Answer 400 to a path or query with a NUL (``%00``): no identifier or parameter holds
+    one, and PostgreSQL refuses it in a query with an error, not with no rows."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query: bytes = scope.get("query_string", b"")
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
+        ):
+            detail = "the URL holds a NUL character (%00), which no path or parameter may contain"
+            await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -103,6 +126,15 @@ def create_app(
         "Segment-compatible), CX reports, Customer 360 and stream health.",
         lifespan=lifespan,
     )
+    app.add_middleware(RefuseNul)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> Response:
+        """FastAPI's 422 with non-ASCII escaped: the errors echo the input, and a lone surrogate
+        (``"\\ud800"`` is valid JSON) cannot be encoded as UTF-8."""
+        body = json.dumps({"detail": jsonable_encoder(error.errors())})
+        return Response(body, status_code=422, media_type="application/json")
+
     app.include_router(ingestion_router(ingestion))
     store = store_engine(settings)
     install_access(app, settings, store)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine
 
 from services.access.tokens import Role
@@ -34,6 +34,13 @@ class StatusChange(BaseModel):
         max_length=64,
         description="Who makes the change; default: the user the token belongs to.",
     )
+
+    @field_validator("note", "actor")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL character (\\u0000), which the store cannot keep")
+        return value
 
 
 def _not_found(what: str) -> HTTPException:

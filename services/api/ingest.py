@@ -8,7 +8,7 @@ import binascii
 import gzip
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -173,6 +173,14 @@ def _inflate(raw: bytes, limit: int, too_large: HTTPException) -> bytes:
     return out
 
 
+def _too_deep() -> HTTPException:
+    """JSON that orjson reads (1,024 levels) but that is too deep to copy or encode again."""
+    return HTTPException(
+        status.HTTP_400_BAD_REQUEST,
+        "a message is nested too deeply to map or keep; events nest at most about 200 levels",
+    )
+
+
 def _unavailable(detail: str) -> HTTPException:
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -229,6 +237,8 @@ def ingestion_router(ingestion: Ingestion) -> APIRouter:
                 messages = batch_messages(body)
             except ValueError as error:
                 raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
+            except RecursionError:
+                raise _too_deep() from None
         else:  # the write key may also come in the body; it is a secret, never kept
             messages = [{"type": call, **{k: v for k, v in body.items() if k != "writeKey"}}]
         if len(messages) > ingestion.settings.ingest_max_events:
@@ -237,13 +247,21 @@ def ingestion_router(ingestion: Ingestion) -> APIRouter:
                 f"{len(messages)} messages in one batch; at most "
                 f"{ingestion.settings.ingest_max_events}",
             )
-        return await _segment_messages(ingestion, messages, source, f"segment /v1/{call}")
+        try:
+            return await _segment_messages(ingestion, messages, source, f"segment /v1/{call}")
+        except (RecursionError, orjson.JSONEncodeError):  # mapping, before anything is produced
+            raise _too_deep() from None
 
-    for call in ("batch", "track", "identify", "page"):
+    def segment_endpoint(call: str) -> Callable[..., Awaitable[SegmentResponse]]:
+        """The route of one Segment call; ``call`` is fixed here, not a parameter a client sets."""
 
-        async def endpoint(request: Request, source: Source, call: str = call) -> SegmentResponse:
+        async def endpoint(request: Request, source: Source) -> SegmentResponse:
             return await segment(request, source, call)
 
+        return endpoint
+
+    for call in ("batch", "track", "identify", "page"):
+        endpoint = segment_endpoint(call)
         endpoint.__doc__ = (
             f"Segment-compatible `{call}` (HTTP Tracking API; write key = source key as HTTP Basic "
             "user name). Mapped messages go to touchpoints.raw; unmapped or invalid ones are "

@@ -57,7 +57,13 @@ def prepare(item: object, source: str) -> Prepared | Rejected:
             "the key of that system",
         )
         return Rejected(event_id, "contract_violation", (error,))
-    value = orjson.dumps({**item, "source": source})
+    try:
+        value = orjson.dumps({**item, "source": source})
+    except orjson.JSONEncodeError as error:  # nested past the encoder's 254 levels
+        message = f"Invalid JSON: nested too deeply ({error}); events nest at most about 200 levels"
+        return Rejected(
+            event_id, "invalid_json", (FieldError("(payload)", "json_invalid", message),)
+        )
     try:
         event = decode_event(value)
     except ContractViolation as violation:
