@@ -22,7 +22,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaPartition
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from schemas.records import DeadLetter, DeadLetterError, SourceRecord
 from services.crm.records import Batch, Undecodable, decode
@@ -110,7 +110,9 @@ class SinkService:
                     self._count(len(in_flight), written)
                     await _commit(consumer, in_flight)
                 if batch is not None:
-                    writing = asyncio.create_task(self._write(batch))
+                    writing = asyncio.create_task(
+                        self._write_or_set_aside(batch, records, producer)
+                    )
                     in_flight = records
         finally:  # bounded: a worker asked to stop must stop, even if the broker is gone
             if writing is not None:  # its offsets stay uncommitted: read again, no effect
@@ -176,6 +178,39 @@ class SinkService:
         )
         self.stats.dead_letters += 1
         log.error("crm sink: %s/%s/%s dead-lettered: %s", *letter_where(record), reason)
+
+    async def _write_or_set_aside(
+        self,
+        batch: Batch,
+        records: list[ConsumerRecord[bytes, bytes]],
+        producer: AIOKafkaProducer,
+    ) -> Written:
+        """Write ``batch`` (decoded from ``records``). If the store refuses its data (a value
+        out of a column's range, a constraint), find the records it refuses by halving the
+        batch, in order, and dead-letter them with the store's reason; the rest is written.
+        Halves already written are written again without effect (the writes are
+        idempotent), so nothing is lost and nothing counts twice."""
+        try:
+            return await self._write(batch)
+        except (DataError, IntegrityError) as error:
+            if len(records) == 1:
+                reason = str(error.orig or error).strip().splitlines()[0]
+                await self._dead_letter(producer, records[0], f"the store refused it: {reason}")
+                return Written()
+            log.warning(
+                "crm sink: the store refused a batch of %d records; finding which: %s",
+                len(records),
+                str(error.orig or error).strip().splitlines()[0],
+            )
+        middle = len(records) // 2
+        written = Written()
+        for half in (records[:middle], records[middle:]):
+            part = Batch()
+            for record in half:
+                with contextlib.suppress(Undecodable):  # dead-lettered when first decoded
+                    decode(self.kinds[record.topic], record.value or b"", part)
+            written += await self._write_or_set_aside(part, half, producer)
+        return written
 
     async def _write(self, batch: Batch) -> Written:
         """Write ``batch``; while the store is unreachable, wait and try again (doubling the

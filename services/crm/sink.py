@@ -70,6 +70,14 @@ class Written:
     def rows(self) -> int:
         return self.interactions + self.transitions + self.flags + self.merges
 
+    def __add__(self, other: Written) -> Written:
+        return Written(
+            self.interactions + other.interactions,
+            self.transitions + other.transitions,
+            self.flags + other.flags,
+            self.merges + other.merges,
+        )
+
 
 SHARD_FROM = 1000  # records (merges aside); a smaller batch is one transaction
 
@@ -128,13 +136,11 @@ class CrmSink:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        written = [r for r in results if isinstance(r, Written)]
-        return Written(
-            interactions=sum(w.interactions for w in written),
-            transitions=sum(w.transitions for w in written),
-            flags=sum(w.flags for w in written),
-            merges=merges,
-        )
+        written = Written(merges=merges)
+        for result in results:
+            assert isinstance(result, Written)
+            written += result
+        return written
 
     def _write_share(self, batch: Batch, final: dict[str, str], now: datetime) -> Written:
         with self.engine.begin() as conn:
