@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.crm.records import Batch, decode
 from services.crm.sink import CrmSink
+from services.simulate.inprocess import InProcessPipeline
+from services.store.db import engine_for, upgrade
 
 
 def sink_all(sink: CrmSink, records: list[tuple[str, bytes]], size: int = 1000) -> None:
@@ -14,3 +18,15 @@ def sink_all(sink: CrmSink, records: list[tuple[str, bytes]], size: int = 1000) 
         for kind, value in records[start : start + size]:
             decode(kind, value, batch)
         sink.write(batch)
+
+
+def reference_store(events: list[dict[str, Any]], url: str) -> None:
+    """``events`` through the validate, identity and journey stages in this process (as one
+    worker runs them, without a broker) and the real sink into the empty store at ``url``:
+    the store of an uninterrupted run, to compare a run through real processes with."""
+    upgrade(url)
+    engine = engine_for(url)
+    try:
+        sink_all(CrmSink(engine), InProcessPipeline().run(events), size=5000)
+    finally:
+        engine.dispose()
