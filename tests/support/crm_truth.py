@@ -302,8 +302,8 @@ def flag_differences(
     problems = {
         "missing": sorted(expected - set(stored), key=str)[:examples],
         "unexpected": sorted(set(stored) - expected, key=str)[:examples],
-        "stored more than once": sorted(
-            ((key, n) for key, n in stored.items() if n > 1), key=str
-        )[:examples],
+        "stored more than once": sorted(((key, n) for key, n in stored.items() if n > 1), key=str)[
+            :examples
+        ],
     }
     return {name: found for name, found in problems.items() if found}
