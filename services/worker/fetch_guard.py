@@ -8,7 +8,20 @@ embedded broker once lost 13 valid events that way (the batch produced by one wo
 after them was returned while theirs was not yet). :class:`OffsetGuard` notices it, and
 the consumer seeks back and fetches again. If the missing offsets never appear (a broker
 that lost them), the guard gives up after ``give_up_after`` seconds and says so in the log
-as an error with the range, rather than waiting forever."""
+as an error with the range, rather than waiting forever.
+
+The same premise (offsets follow one another) also governs what the worker commits on these
+topics. Faust counts the offsets between two records it read as processed ("gaps", meant
+for compacted and transactional topics) and drops a record whose offset is below the last
+one it read. Both go wrong when a worker starts or rebalances: Faust delivers records
+before it seeks its partitions back to the committed offsets, and records fetched before
+the seek keep arriving after it. The offsets between the committed one and such a record
+then counted as processed, some of them never were, and they were committed: a killed and
+restarted worker lost events that way (and its commits crept forward one offset per
+commit interval, behind duplicate entries). So on these topics the worker's consumer drops
+nothing as read already (a record read twice is processed twice, which every stage
+tolerates) and commits only offsets that were processed, one after another from the
+committed offset (:func:`next_commit`), skipping only offsets the guard gave up on."""
 
 from __future__ import annotations
 
@@ -16,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger("touchstream.fetch")
@@ -54,6 +68,7 @@ class OffsetGuard:
         self._gaps: dict[Any, _Gap] = {}
         self.refetches = 0  # fetches dropped and read again
         self.lost = 0  # offsets given up on
+        self._unreadable: dict[Any, tuple[int, int]] = {}  # the last range given up on
 
     def forget(self, partitions: Iterable[Any] | None = None) -> None:
         """The consumer was moved (seek, rebalance): the next fetch sets the baseline."""
@@ -112,7 +127,83 @@ class OffsetGuard:
             first,
         )
         del self._gaps[tp]
+        self._unreadable[tp] = (expected, first)
         return True
+
+    def unreadable(self, tp: Any, offset: int) -> bool:
+        """Whether ``offset`` of ``tp`` lies in the last range given up on as never readable."""
+        lost = self._unreadable.get(tp)
+        return lost is not None and lost[0] <= offset < lost[1]
+
+
+def next_commit(
+    acked: Iterable[int], committed: int | None, unreadable: Callable[[int], bool]
+) -> int | None:
+    """The offset to commit on a partition whose offsets follow one another: past the run of
+    processed (``acked``) or unreadable offsets that starts at ``committed``, the offset the
+    partition was committed at. ``None``: nothing to commit, the next offset is still being
+    processed. Without a committed offset (none yet, or 0), the run starts at the lowest
+    processed offset, as Faust's own reckoning does."""
+    done = set(acked)
+    if not done:
+        return None
+    start = committed if committed else min(done)
+    offset = start
+    while offset in done or unreadable(offset):
+        offset += 1
+    return offset if offset > start else None
+
+
+class _ReadOffsets(dict[Any, Any]):
+    """Faust's last offset read per partition, which it uses to drop records it takes for
+    read already and to count the offsets between two reads as processed: on ``topics`` it
+    always answers None, so neither happens there (see the module's docstring)."""
+
+    def __init__(self, topics: frozenset[str]) -> None:
+        super().__init__()
+        self.topics = topics
+
+    def __getitem__(self, tp: Any) -> Any:
+        if getattr(tp, "topic", None) in self.topics:
+            return None
+        return self.get(tp)
+
+
+async def fetched_ends(
+    servers: list[str], listed: Mapping[Any, int], *, within: float = 10.0
+) -> dict[Any, int]:
+    """The end of each partition as fetch responses give it (their high watermark), at least
+    ``listed``. The embedded broker answers ListOffsets(latest) with the base offset of the
+    last record batch plus one (docs/architecture.md, broker notes), and Faust recovers a
+    table's changelog up to that answer: short of the end, it restored part of the last
+    batch, and a worker that had written past it refused to start the partition at all
+    (ConsistencyError: persisted offset higher than the highwater), which stopped a worker
+    that took partitions back after a rebalance."""
+    from aiokafka import AIOKafkaConsumer
+
+    ends = dict(listed)
+    todo = [tp for tp, end in ends.items() if end]
+    if not todo:
+        return ends
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=servers, enable_auto_commit=False, client_id="touchstream-ends"
+    )
+    await probe.start()
+    try:
+        probe.assign(todo)
+        for tp in todo:
+            probe.seek(tp, ends[tp] - 1)  # inside the last batch: the fetch says where it ends
+        deadline = time.monotonic() + within
+        while todo and time.monotonic() < deadline:
+            await probe.getmany(timeout_ms=100, max_records=1)
+            for tp in list(todo):
+                end = probe.highwater(tp)
+                if end is not None:
+                    ends[tp] = max(ends[tp], end)
+                    todo.remove(tp)
+    finally:
+        await probe.stop()
+    return ends
 
 
 def guarded_transport(app: Any, topics: Iterable[str]) -> Any:
@@ -121,8 +212,13 @@ def guarded_transport(app: Any, topics: Iterable[str]) -> Any:
     from faust.transport.drivers import aiokafka as driver
 
     guard = OffsetGuard(topics)
+    servers = [f"{url.host}:{url.port or 9092}" for url in app.conf.broker_consumer]
 
     class GuardedThread(driver.AIOKafkaConsumerThread):
+        async def _highwaters(self, partitions: Any) -> Mapping[Any, int]:
+            """Where table changelogs end, for recovery: see :func:`fetched_ends`."""
+            return await fetched_ends(servers, await super()._highwaters(partitions))
+
         async def _fetch_records(
             self,
             consumer: Any,
@@ -165,6 +261,21 @@ def guarded_transport(app: Any, topics: Iterable[str]) -> Any:
             await super().on_partitions_assigned(assigned, generation_id)
 
     class GuardedConsumer(driver.Consumer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._read_offset = _ReadOffsets(guard.topics)
+
+        def _new_offset(self, tp: Any) -> int | None:
+            """Commit only processed offsets of the guarded topics (see the module)."""
+            if tp.topic not in guard.topics:
+                return super()._new_offset(tp)
+            acked = self._acked[tp]
+            offset = next_commit(acked, self._committed_offset[tp], partial(guard.unreadable, tp))
+            if offset is not None:
+                self._acked_index[tp].difference_update(o for o in acked if o < offset)
+                acked[:] = [o for o in acked if o >= offset]
+            return offset
+
         def _new_consumer_thread(self) -> Any:
             return GuardedThread(self, loop=self.loop, beacon=self.beacon)
 

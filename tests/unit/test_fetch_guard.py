@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import NamedTuple
 
-from services.worker.fetch_guard import OffsetGuard
+import faust
+from intervaltree import IntervalTree
+
+from services.worker.fetch_guard import OffsetGuard, _ReadOffsets, guarded_transport
 
 
 class TP(NamedTuple):
@@ -77,3 +81,41 @@ def test_offsets_that_never_appear_are_given_up_on_and_counted() -> None:
     assert guard.check({VALID: recs(5, 6)}) == ({VALID: recs(5, 6)}, {})
     assert (guard.lost, guard.refetches) == (4, 3)
     assert guard.check({VALID: recs(7)}) == ({VALID: recs(7)}, {})
+
+
+def _offsets_state(committed: int, acked: list[int]) -> SimpleNamespace:
+    """What Faust's Consumer keeps per partition to decide the offset it commits."""
+    return SimpleNamespace(
+        _acked={VALID: list(acked)},
+        _acked_index={VALID: set(acked)},
+        _committed_offset={VALID: committed},
+        _gap={VALID: IntervalTree()},
+    )
+
+
+def test_faust_alone_commits_past_an_offset_that_was_not_processed() -> None:
+    """Why the worker's consumer decides commits itself on the pipeline topics: committed at
+    10 (the next offset to read), 11 and 12 processed, 10 still in flight. Faust commits 13,
+    and a worker killed now never reads 10 again; the guarded consumer waits for 10."""
+    from faust.transport.consumer import Consumer
+
+    assert Consumer._new_offset(_offsets_state(10, [11, 12]), VALID) == 13  # type: ignore[arg-type]
+    app = faust.App("fetch-guard-test", broker="kafka://localhost:1")
+    guarded = guarded_transport(app, ["valid"]).Consumer
+    state = _offsets_state(10, [11, 12])
+    assert guarded._new_offset(state, VALID) is None
+    state._acked[VALID].append(10)
+    state._acked_index[VALID].add(10)
+    assert guarded._new_offset(state, VALID) == 13
+    assert state._acked[VALID] == []
+    assert state._acked_index[VALID] == set()
+
+
+def test_faust_takes_no_offsets_as_read_on_the_pipeline_topics() -> None:
+    """Faust drops a record below the last offset it read and counts the offsets between two
+    reads as processed; on the guarded topics it is never told a last offset."""
+    read = _ReadOffsets(frozenset({"valid"}))
+    read[VALID] = 40
+    read[TP("state-changelog", 0)] = 40
+    assert read[VALID] is None
+    assert read[TP("state-changelog", 0)] == 40
