@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.sql.elements import ColumnElement
@@ -80,6 +81,19 @@ class Written:
 
 
 SHARD_FROM = 1000  # records (merges aside); a smaller batch is one transaction
+MERGE_LOCK = 5_418_302  # PostgreSQL advisory lock: merges against rows written meanwhile
+
+
+def hold_merges(conn: Connection, exclusive: bool) -> None:
+    """Order this transaction against other sinks' merges (PostgreSQL; SQLite has one writer
+    at a time anyway). A transaction that merges takes the lock alone, one that only writes
+    rows shares it: a merge then waits until rows written for its loser are committed (so
+    it moves them), and rows written after it see it (and go to the survivor). Without it,
+    two sinks could write a loser's rows while another moved the loser's rows away, and
+    leave them under the merged-away id."""
+    if conn.dialect.name == "postgresql":
+        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(text(f"SELECT {lock}({MERGE_LOCK})"))
 
 
 class CrmSink:
@@ -117,8 +131,10 @@ class CrmSink:
         now = self.clock()
         if self._pool is None or len(batch) - len(batch.merges) < SHARD_FROM:
             with self.engine.begin() as conn:
+                hold_merges(conn, exclusive=bool(batch.merges))
                 return _Transaction(conn, self.dialect, now).write(batch)
         with self.engine.begin() as conn:
+            hold_merges(conn, exclusive=bool(batch.merges))
             first = _Transaction(conn, self.dialect, now)
             merges = first.merges(batch.merges)
             final = first.survivors(customer_ids(batch))
@@ -144,7 +160,10 @@ class CrmSink:
 
     def _write_share(self, batch: Batch, final: dict[str, str], now: datetime) -> Written:
         with self.engine.begin() as conn:
-            return _Transaction(conn, self.dialect, now).apply(batch, final)
+            hold_merges(conn, exclusive=False)
+            share = _Transaction(conn, self.dialect, now)
+            # another sink may have merged since ``final`` was read: read it again, under the lock
+            return share.apply(batch, final | share.survivors(customer_ids(batch)))
 
     def close(self) -> None:
         """Let the writer threads go (a share still being written finishes on its own)."""

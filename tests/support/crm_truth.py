@@ -251,6 +251,22 @@ INVARIANT_QUERIES = {
                    sum(value_at_risk) AS value
             FROM friction_events GROUP BY 1) f ON f.day = d.day
         WHERE d.flags IS DISTINCT FROM f.flags OR d.value IS DISTINCT FROM f.value""",
+    "rows filed under a merged-away id": """
+        SELECT t, customer_id, n FROM (
+            SELECT 'interactions' AS t, customer_id, count(*) AS n FROM interactions
+            GROUP BY customer_id
+            UNION ALL SELECT 'identities', customer_id, count(*) FROM identities
+            GROUP BY customer_id
+            UNION ALL SELECT 'relationship_metrics', customer_id, count(*)
+            FROM relationship_metrics GROUP BY customer_id
+            UNION ALL SELECT 'journey_states', customer_id, count(*) FROM journey_states
+            GROUP BY customer_id
+            UNION ALL SELECT 'friction_events', customer_id, count(*) FROM friction_events
+            GROUP BY customer_id
+            UNION ALL SELECT 'orders', customer_id, count(*) FROM orders GROUP BY customer_id
+            UNION ALL SELECT 'invoices', customer_id, count(*) FROM invoices GROUP BY customer_id
+            UNION ALL SELECT 'tickets', customer_id, count(*) FROM tickets GROUP BY customer_id
+        ) rows WHERE customer_id IN (SELECT loser FROM merges)""",
     "stage entries": """
         SELECT 'all', (SELECT coalesce(sum(entered), 0) FROM stage_daily),
                (SELECT count(*) FROM journey_transitions)
