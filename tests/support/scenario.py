@@ -52,20 +52,24 @@ def wait_until(what: str, done: Any, timeout: float, interval: float = 1.0) -> N
         time.sleep(interval)
 
 
+def read_resolved(settings: Settings) -> KafkaConsumer:
+    """A consumer of every partition of the resolved topic, from its beginning, outside any
+    group."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers(settings.broker_url or ""), group_id=None
+    )
+    topic = settings.topics.resolved
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    return consumer
+
+
 class ResolvedCounter:
     """Counts events (not control records) on the resolved topic as they arrive."""
 
     def __init__(self, settings: Settings) -> None:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers(settings.broker_url or ""), group_id=None
-        )
-        topic = settings.topics.resolved
-        tps = [
-            TopicPartition(topic, p)
-            for p in sorted(self.consumer.partitions_for_topic(topic) or ())
-        ]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_beginning(*tps)
+        self.consumer = read_resolved(settings)
         self.events = 0
 
     def wait_for(self, target: int, timeout: float) -> None:
