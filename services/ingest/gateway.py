@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -19,6 +18,7 @@ from schemas.errors import ContractViolation, FieldError
 from schemas.events import decode_event
 from schemas.records import DeadLetter, DeadLetterError
 from services.errors import BrokerUnavailable
+from services.produce import Sends, send_batches
 from services.settings import Settings, bootstrap_servers
 from services.worker.triage import partition_key
 
@@ -142,7 +142,7 @@ class Gateway:
         producer = await self._started()
         timeout = self.settings.ingest_ack_timeout
         try:
-            sends = await asyncio.wait_for(self._send_batches(producer, topic, records), timeout)
+            sends = await asyncio.wait_for(self._send(producer, topic, records), timeout)
             results = await asyncio.wait_for(
                 asyncio.gather(*(future for future, _ in sends), return_exceptions=True), timeout
             )
@@ -157,28 +157,12 @@ class Gateway:
                     acked[index] = True
         return acked
 
-    async def _send_batches(
+    async def _send(
         self, producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes | None, bytes]]
-    ) -> list[tuple[asyncio.Future[Any], list[int]]]:
-        """One batch per partition (more when a batch fills up); each with its record indexes."""
+    ) -> Sends:
         partitions = sorted(await producer.partitions_for(topic))
-        by_partition: dict[int, list[int]] = {}
-        for index, (key, _) in enumerate(records):
-            partition = self._partitioner(key, partitions, partitions)
-            by_partition.setdefault(partition, []).append(index)
-        sends: list[tuple[asyncio.Future[Any], list[int]]] = []
-        for partition, indexes in by_partition.items():
-            batch, members = producer.create_batch(), list[int]()
-            for index in indexes:
-                key, value = records[index]
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    future = await producer.send_batch(batch, topic, partition=partition)
-                    sends.append((future, members))
-                    batch, members = producer.create_batch(), list[int]()
-                    batch.append(key=key, value=value, timestamp=None)
-                members.append(index)
-            sends.append((await producer.send_batch(batch, topic, partition=partition), members))
-        return sends
+        chosen = [self._partitioner(key, partitions, partitions) for key, _ in records]
+        return await send_batches(producer, topic, records, chosen)
 
     async def dead_letter(self, letters: Sequence[DeadLetter]) -> list[bool]:
         records = [(None, letter.model_dump_json().encode()) for letter in letters]

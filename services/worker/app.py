@@ -28,10 +28,10 @@ from services.identity.stage import IdentityStage
 from services.journeys.engine import Engine
 from services.journeys.loader import configured_maps_dir, load_maps
 from services.journeys.stage import JourneyStage
-from services.routing import Output
 from services.settings import Settings, bootstrap_servers
 from services.worker.fetch_guard import guarded_transport
 from services.worker.journey import TableStore, item_of, owner_partitioner, partition_of
+from services.worker.outbox import Outbox
 from services.worker.triage import triage
 
 log = logging.getLogger("touchstream.worker")
@@ -100,10 +100,13 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         "flags": bytes_topic(topics.flags),
     }
     counts: Counter[str] = Counter()
+    names = {route: topic.get_topic_name() for route, topic in outputs.items()}
 
-    async def send(out: Output) -> None:
-        await outputs[out.route].send(key=out.key, value=out.value, partition=out.partition)
-        counts[out.route] += 1
+    def outbox() -> Outbox:
+        """Where an agent or timer puts a batch's outputs (one each: they run concurrently)."""
+        return Outbox(
+            lambda: cast(Any, app.producer)._ensure_producer(), names, owner_partitioner, counts
+        )
 
     async def validate(stream: StreamT[bytes]) -> AsyncIterator[None]:
         """Route each raw event to ``valid`` or, with its reasons, to ``dlq``.
@@ -111,12 +114,13 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         ``triage`` never raises. Should sending fail, the process exits at once without
         committing: Faust would otherwise ack the batch, and a restart must re-read it.
         """
+        out = outbox()
         try:
             async for events in cast(Stream[bytes], stream).take_events(
                 settings.worker_batch_size, within=settings.worker_batch_timeout
             ):
-                for event in events:
-                    await send(triage(event.value, _origin(event.message), key=event.message.key))
+                out.add(triage(e.value, _origin(e.message), key=e.message.key) for e in events)
+                await out.flush()
                 yield None
         except Exception:
             _exit_uncommitted("validate")
@@ -126,15 +130,15 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
 
     async def resolve(stream: StreamT[bytes]) -> AsyncIterator[None]:
         """The identity coordinator: one partition, so every identity decision is ordered."""
+        out = outbox()
         try:
             async for events in cast(Stream[bytes], stream).take_events(
                 settings.worker_batch_size, within=settings.worker_batch_timeout
             ):
                 for event in events:
-                    for out in identity.resolve(event.value, event.message.offset):
-                        await send(out)
-                for out in identity.flush(settings.partitions):
-                    await send(out)
+                    out.add(identity.resolve(event.value, event.message.offset))
+                out.add(identity.flush(settings.partitions))
+                await out.flush()
                 yield None
         except Exception:
             _exit_uncommitted("identity")
@@ -144,35 +148,39 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
 
     async def journey(stream: StreamT[bytes]) -> AsyncIterator[None]:
         """Move customers through the journey maps; send transitions, flags and transfers."""
+        out = outbox()
         try:
             async for events in cast(Stream[bytes], stream).take_events(
                 settings.worker_batch_size, within=settings.worker_batch_timeout
             ):
-                items = (item_of(e.value, e.message.partition) for e in events)
-                for out in stage.apply(items):
-                    await send(out)
+                out.add(stage.apply(item_of(e.value, e.message.partition) for e in events))
+                await out.flush()
                 yield None
         except Exception:
             _exit_uncommitted("journey")
 
     app.agent(outputs["resolved"], name="journey")(journey)
 
+    deadlines = outbox()
+
     async def expire_deadlines() -> None:
         try:
-            for out in stage.tick():
-                await send(out)
+            deadlines.add(stage.tick())
+            await deadlines.flush()
         except Exception:
             _exit_uncommitted("journey deadlines")
 
     app.timer(interval=settings.deadline_check_interval)(expire_deadlines)
+
+    watermarks = outbox()
 
     async def advance_event_time() -> None:
         """Watermarks also move when raw partitions go idle, with no batch to trigger it."""
         if not identity.owned:
             return
         try:
-            for out in identity.flush(settings.partitions):
-                await send(out)
+            watermarks.add(identity.flush(settings.partitions))
+            await watermarks.flush()
         except Exception:
             _exit_uncommitted("identity watermarks")
 
