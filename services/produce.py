@@ -18,7 +18,7 @@ Sends = list[tuple["asyncio.Future[Any]", list[int]]]
 async def send_batches(
     producer: AIOKafkaProducer,
     topic: str,
-    records: Sequence[tuple[bytes | None, bytes]],
+    records: Sequence[tuple[bytes | None, bytes | None]],
     partitions: Sequence[int],
 ) -> Sends:
     """Send ``records[i]`` to partition ``partitions[i]`` of ``topic``: one batch per
@@ -39,7 +39,7 @@ async def send_batches(
                 batch, members = producer.create_batch(), list[int]()
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(
-                        f"a record of {len(value)} bytes does not fit a batch for {topic}"
+                        f"a record of {len(value or b'')} bytes does not fit a batch for {topic}"
                     )
             members.append(index)
         sends.append((await producer.send_batch(batch, topic, partition=partition), members))

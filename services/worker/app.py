@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -31,7 +31,7 @@ from services.journeys.stage import JourneyStage
 from services.settings import Settings, bootstrap_servers
 from services.worker.fetch_guard import guarded_transport
 from services.worker.journey import TableStore, item_of, owner_partitioner, partition_of
-from services.worker.outbox import Outbox
+from services.worker.outbox import ChangelogTable, Outbox
 from services.worker.triage import triage
 
 log = logging.getLogger("touchstream.worker")
@@ -100,7 +100,11 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         "flags": bytes_topic(topics.flags),
     }
     counts: Counter[str] = Counter()
+    identity, identity_table = _identity_stage(app, settings)
+    stage, journey_table = _journey_stage(app, settings)
     names = {route: topic.get_topic_name() for route, topic in outputs.items()}
+    for changelog in (identity_table, journey_table):
+        names[changelog.route] = changelog.table.changelog_topic.get_topic_name()
 
     def outbox() -> Outbox:
         """Where an agent or timer puts a batch's outputs (one each: they run concurrently)."""
@@ -126,7 +130,6 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
             _exit_uncommitted("validate")
 
     app.agent(raw_topic, name="validate")(validate)
-    identity = _identity_stage(app, settings)
 
     async def resolve(stream: StreamT[bytes]) -> AsyncIterator[None]:
         """The identity coordinator: one partition, so every identity decision is ordered."""
@@ -138,13 +141,13 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
                 for event in events:
                     out.add(identity.resolve(event.value, event.message.offset))
                 out.add(identity.flush(settings.partitions))
+                out.add(identity_table.drain())
                 await out.flush()
                 yield None
         except Exception:
             _exit_uncommitted("identity")
 
     app.agent(outputs["valid"], name="identity")(resolve)
-    stage = _journey_stage(app, settings)
 
     async def journey(stream: StreamT[bytes]) -> AsyncIterator[None]:
         """Move customers through the journey maps; send transitions, flags and transfers."""
@@ -154,6 +157,7 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
                 settings.worker_batch_size, within=settings.worker_batch_timeout
             ):
                 out.add(stage.apply(item_of(e.value, e.message.partition) for e in events))
+                out.add(journey_table.drain())
                 await out.flush()
                 yield None
         except Exception:
@@ -166,6 +170,7 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     async def expire_deadlines() -> None:
         try:
             deadlines.add(stage.tick())
+            deadlines.add(journey_table.drain())
             await deadlines.flush()
         except Exception:
             _exit_uncommitted("journey deadlines")
@@ -180,6 +185,7 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
             return
         try:
             watermarks.add(identity.flush(settings.partitions))
+            watermarks.add(identity_table.drain())
             await watermarks.flush()
         except Exception:
             _exit_uncommitted("identity watermarks")
@@ -230,6 +236,8 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
 
     app.timer(interval=10.0)(report_progress)
 
+    recovered = outbox()
+
     async def mark_ready(sender: Any, /, *_: Any, signal: BaseSignalT[Any], **__: Any) -> None:
         assigned = app.consumer.assignment()
         stage.assign(tp.partition for tp in assigned if tp.topic == topics.resolved)
@@ -237,6 +245,9 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         identity.owned = any(tp.topic == topics.valid for tp in assigned)
         identity.expect(f"{topics.raw}/{p}" for p in range(settings.partitions))
         identity.recover()
+        recovered.add(identity_table.drain())  # nothing, unless recovering wrote state
+        recovered.add(journey_table.drain())
+        await recovered.flush()
         marker = ready_marker(settings)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(datetime.now(UTC).isoformat())
@@ -249,14 +260,17 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     return app
 
 
-def _identity_stage(app: faust.App, settings: Settings) -> IdentityStage:
+def _identity_stage(app: faust.App, settings: Settings) -> tuple[IdentityStage, ChangelogTable]:
     """The identity stage over a one-partition changelog-backed table (graph + event time)."""
-    table = app.Table(
-        "identity-graph",
-        partitions=1,
-        key_type=bytes,
-        value_type=bytes,
-        use_partitioner=True,
+    table = ChangelogTable(
+        app.Table(
+            "identity-graph",
+            partitions=1,
+            key_type=bytes,
+            value_type=bytes,
+            use_partitioner=True,
+        ),
+        "table:identity",
     )
     rails = GuardRails(
         max_emails=settings.identity_max_emails,
@@ -265,33 +279,38 @@ def _identity_stage(app: faust.App, settings: Settings) -> IdentityStage:
         max_accounts=settings.identity_max_account_ids,
         max_loyalty_ids=settings.identity_max_loyalty_ids,
     )
-    return IdentityStage(
-        cast(MutableMapping[bytes, bytes], table),
+    stage = IdentityStage(
+        table,
         rails=rails,
         lateness=timedelta(seconds=settings.allowed_lateness),
         idle_timeout=settings.watermark_idle_timeout,
     )
+    return stage, table
 
 
-def _journey_stage(app: faust.App, settings: Settings) -> JourneyStage:
+def _journey_stage(app: faust.App, settings: Settings) -> tuple[JourneyStage, ChangelogTable]:
     """The journey stage over a changelog-backed table of customer state bytes."""
     engine = Engine(
         load_maps(configured_maps_dir(settings)),
         lateness=timedelta(seconds=settings.allowed_lateness),
     )
-    table = app.Table(
-        "journey-state",
-        partitions=settings.partitions,
-        key_type=bytes,  # bytes keys and values: the raw serializer
-        value_type=bytes,
-        use_partitioner=True,
+    table = ChangelogTable(
+        app.Table(
+            "journey-state",
+            partitions=settings.partitions,
+            key_type=bytes,  # bytes keys and values: the raw serializer
+            value_type=bytes,
+            use_partitioner=True,
+        ),
+        "table:journey",
     )
-    return JourneyStage(
+    stage = JourneyStage(
         engine,
         TableStore(table),
         event_time="records",
         too_late_after=timedelta(seconds=settings.too_late_after),
     )
+    return stage, table
 
 
 def _exit_uncommitted(agent: str) -> NoReturn:

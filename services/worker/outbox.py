@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -19,6 +20,16 @@ from services.produce import send_batches
 from services.routing import Output
 
 Partitioner = Callable[[bytes | None, list[int], list[int]], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A table write as its changelog record; ``value`` None is a deletion (a tombstone)."""
+
+    route: str
+    key: bytes
+    value: bytes | None
+    partition: int | None = None  # the partitioner's, on the key
 
 
 class Outbox:
@@ -35,10 +46,10 @@ class Outbox:
         self.topics = topics
         self.partitioner = partitioner
         self.counts = counts
-        self._pending: dict[str, list[Output]] = {}
+        self._pending: dict[str, list[Output | Change]] = {}
         self._partitions: dict[str, list[int]] = {}
 
-    def add(self, outputs: Iterable[Output]) -> None:
+    def add(self, outputs: Iterable[Output | Change]) -> None:
         for out in outputs:
             self._pending.setdefault(out.route, []).append(out)
 
@@ -65,3 +76,43 @@ class Outbox:
         await asyncio.gather(*futures)
         for route, outs in pending.items():
             self.counts[route] += len(outs)
+
+
+class ChangelogTable(MutableMapping[bytes, bytes]):
+    """A Faust table (``key_type``/``value_type`` bytes, so raw on the wire) whose writes skip
+    Faust's changelog send per write: the table's contents change at once, and the write is
+    kept, last value per key, as a changelog record for the writer's :class:`Outbox`
+    (:meth:`drain`). The record and its partition are those Faust would send (the producer's
+    partitioner on the key; a deletion is a tombstone); they only reach the broker in one
+    batch per partition with the batch's other outputs, before the batch is acked."""
+
+    def __init__(self, table: Any, route: str) -> None:
+        self.table = table
+        self.route = route
+        self._changes: dict[bytes, bytes | None] = {}
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value: bytes = self.table.data[key]
+        return value
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.table.data[key] = value
+        self._changes[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        del self.table.data[key]
+        self._changes[key] = None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.table.data
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.table.data)
+
+    def __len__(self) -> int:
+        return len(self.table.data)
+
+    def drain(self) -> list[Change]:
+        """The changelog records of the writes since the last drain."""
+        changes, self._changes = self._changes, {}
+        return [Change(self.route, key, value) for key, value in changes.items()]
