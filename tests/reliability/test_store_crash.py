@@ -53,7 +53,7 @@ def test_postgres_crashed_mid_run_and_started_again_ends_with_the_same_rows(
     settings: Settings, crashable: CrashablePostgres, scenario: Scenario, reference: Reference
 ) -> None:
     url = _fresh_database(crashable.url, "crm")
-    crm = crm_settings(settings, url)
+    crm = crm_settings(settings, url, workers=2)
     workers = Workers(crm)
     outages = random.Random(f"{SIZE.seed}:outages")
 

@@ -93,22 +93,10 @@ def test_a_worker_killed_at_random_points_and_restarted_loses_and_doubles_nothin
     assert problems == {}, f"{line}\n{str(problems)[:6000]}"
 
 
-# Until the broker drops a killed worker from the group (its session timeout, 6 s here)
-# and the survivor has taken its partitions, the raw partitions it read deliver nothing: 12
-# to 16 s in these runs. A raw partition idle for TOUCHSTREAM_WATERMARK_IDLE_TIMEOUT no
-# longer holds event time back, and its events count as late when they come (ADR 0001,
-# consequences): with the default 10 s, a stage stall due in that window was raised though
-# the event ending the stay was on its way. Event time must wait out a failover, so the
-# idle timeout is set above it, as an operator running several workers would set it.
-FAILOVER_IDLE_TIMEOUT = 30.0
-
-
 def test_one_of_two_workers_killed_hands_its_partitions_to_the_survivor(
     settings: Settings, database_url: str, scenario: Scenario, reference: Reference
 ) -> None:
-    crm = crm_settings(settings, database_url).model_copy(
-        update={"watermark_idle_timeout": FAILOVER_IDLE_TIMEOUT}
-    )
+    crm = crm_settings(settings, database_url, workers=2)
     workers = Workers(crm)
 
     def kill(name: str) -> Action:
