@@ -106,11 +106,12 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     for changelog in (identity_table, journey_table):
         names[changelog.route] = changelog.table.changelog_topic.get_topic_name()
 
+    sending = asyncio.Lock()  # outboxes send one after another (Outbox.flush)
+
     def outbox() -> Outbox:
         """Where an agent or timer puts a batch's outputs (one each: they run concurrently)."""
-        return Outbox(
-            lambda: cast(Any, app.producer)._ensure_producer(), names, owner_partitioner, counts
-        )
+        producer = lambda: cast(Any, app.producer)._ensure_producer()  # noqa: E731
+        return Outbox(producer, names, owner_partitioner, counts, sending)
 
     async def validate(stream: StreamT[bytes]) -> AsyncIterator[None]:
         """Route each raw event to ``valid`` or, with its reasons, to ``dlq``.

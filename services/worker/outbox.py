@@ -41,11 +41,14 @@ class Outbox:
         topics: Mapping[str, str],
         partitioner: Partitioner,
         counts: Counter[str],
+        sending: asyncio.Lock,
     ) -> None:
         self.producer = producer  # the app's producer, once the app has started it
         self.topics = topics
         self.partitioner = partitioner
         self.counts = counts
+        # shared by every outbox of the app: see flush
+        self.sending = sending
         self._pending: dict[str, list[Output | Change]] = {}
         self._partitions: dict[str, list[int]] = {}
 
@@ -54,25 +57,32 @@ class Outbox:
             self._pending.setdefault(out.route, []).append(out)
 
     async def flush(self) -> None:
-        """Send what was added and wait until the broker acknowledged every record."""
+        """Send what was added and wait until the broker acknowledged every record.
+
+        Outboxes hand their records to the producer one at a time, in the order their
+        flushes began (the lock is fair, and a flush asks for it before its first await):
+        an agent and a timer writing the same table key then reach the changelog in the
+        order they wrote it, and its last record is the table's value."""
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        producer = self.producer()
         futures: list[asyncio.Future[Any]] = []
-        for route, outs in pending.items():
-            topic = self.topics[route]
-            partitions = self._partitions.get(topic)
-            if partitions is None:
-                partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-            chosen = [
-                out.partition
-                if out.partition is not None
-                else self.partitioner(out.key, partitions, partitions)
-                for out in outs
-            ]
-            records = [(out.key, out.value) for out in outs]
-            futures.extend(f for f, _ in await send_batches(producer, topic, records, chosen))
+        async with self.sending:
+            producer = self.producer()
+            for route, outs in pending.items():
+                topic = self.topics[route]
+                partitions = self._partitions.get(topic)
+                if partitions is None:
+                    partitions = sorted(await producer.partitions_for(topic))
+                    self._partitions[topic] = partitions
+                chosen = [
+                    out.partition
+                    if out.partition is not None
+                    else self.partitioner(out.key, partitions, partitions)
+                    for out in outs
+                ]
+                records = [(out.key, out.value) for out in outs]
+                futures.extend(f for f, _ in await send_batches(producer, topic, records, chosen))
         await asyncio.gather(*futures)
         for route, outs in pending.items():
             self.counts[route] += len(outs)
