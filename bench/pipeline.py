@@ -71,6 +71,7 @@ from bench.stages import (  # noqa: E402
 from services.crm.service import sink_group, sink_topics  # noqa: E402
 from services.embedded.broker import EmbeddedBroker  # noqa: E402
 from services.embedded.postgres import ThrowawayPostgres  # noqa: E402
+from services.embedded.process import ManagedProcess  # noqa: E402
 from services.journeys.loader import default_maps_dir, load_maps  # noqa: E402
 from services.kafka import admin_client, ensure_topics, read_to_end  # noqa: E402
 from services.settings import Settings, bootstrap_servers  # noqa: E402
@@ -304,6 +305,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=7200, help="most seconds a phase")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--quick", action="store_true", help="5,000 customers, 20,000 events")
+    parser.add_argument(
+        "--sink-process",
+        action="store_true",
+        help="the CRM sink as its own `touchstream sink` process (the worker runs none)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.customers, args.events, args.latency_seconds = 5000, 20_000, 10
@@ -333,11 +339,12 @@ def main() -> None:
         "partitions": args.partitions,
         "raw_bytes_mean": round(sum(len(v) for _, v, _ in raw) / len(raw)),
         "targets": TARGETS,
+        "sink": "own process" if args.sink_process else "in the worker",
     }
     work = Path(tempfile.mkdtemp(prefix="touchstream-bench-pipeline-"))
     broker = EmbeddedBroker("127.0.0.1", 0, work / "broker.log")
     cluster = ThrowawayPostgres()
-    worker = None
+    worker = sink = None
     try:
         broker.start(timeout=30)
         cluster.start()
@@ -365,10 +372,15 @@ def main() -> None:
         result["raw_ceiling_events_per_s"] = round(ceiling)
         print(f"  {ceiling:,.0f} events/s")
 
-        print("pipeline: one worker, CRM sink into PostgreSQL ...")
+        where = "its own process" if args.sink_process else "the worker"
+        print(f"pipeline: one worker, CRM sink into PostgreSQL in {where} ...")
+        if args.sink_process:
+            sink = start_sink(settings)
+            settings = settings.model_copy(update={"crm_sink_enabled": False})
         worker, to_ready = start_worker(settings)
         process = psutil.Process(worker.pid)
-        others = Others(os.getpid(), worker.pid, broker.process.pid)
+        ours = [os.getpid(), worker.pid, broker.process.pid] + ([sink.pid] if sink else [])
+        others = Others(*ours)
         groups = Groups(broker.url, settings)
         try:
             samples, first_read, done_at = follow(groups, process, others, args.timeout, "bulk")
@@ -412,19 +424,34 @@ def main() -> None:
                 result["latency"].append(measured)
                 print(f"  {measured}")
             result["worker_rss_hwm_mib"] = round(peak_rss(worker.pid) / 2**20, 1)
+            if sink is not None:
+                result["sink_rss_hwm_mib"] = round(peak_rss(sink.pid) / 2**20, 1)
         finally:
             groups.close()
         result["state"] = state_bytes(broker.url, settings)
         print(f"  state: {result['state']}")
     finally:
-        if worker is not None:
-            worker.stop()
+        for child in (worker, sink):
+            if child is not None:
+                child.stop()
         broker.stop()
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
     path = write_result("pipeline", result)
     summary(result)
     print(f"written to {path.relative_to(ROOT)}")
+
+
+def start_sink(settings: Settings) -> ManagedProcess:
+    """``touchstream sink``, as a deployment with the sink apart from the workers runs it."""
+    sink = ManagedProcess(
+        "sink",
+        [sys.executable, "-m", "services.cli", "sink"],
+        settings.log_dir / "sink.log",
+        {**os.environ, **settings.to_env()},
+    )
+    sink.start()
+    return sink
 
 
 def summary(result: dict[str, Any]) -> None:
