@@ -274,7 +274,9 @@ def state_bytes(broker_url: str, settings: Settings) -> dict[str, Any]:
     """Live journey-state values per customer (the changelog's last value of each key;
     control entries, keyed ``\\0kind\\0...``, apart)."""
     live: dict[bytes, int] = {}
-    for record in read_to_end(broker_url, f"{settings.app_id}-journey-state-changelog"):
+    changelog = f"{settings.app_id}-journey-state-changelog"
+    # hundreds of thousands of records through kafka-python: more than read_to_end's 30 s
+    for record in read_to_end(broker_url, changelog, timeout=600):
         if record.value is None:
             live.pop(record.key, None)
         else:
