@@ -33,12 +33,7 @@ from tests.support.chaos import (
 )
 
 SIZE = RunSize.from_env()
-pytestmark = [
-    pytest.mark.broker,
-    pytest.mark.postgres,
-    pytest.mark.reliability,
-    pytest.mark.timeout(SIZE.timeout),
-]
+pytestmark = SIZE.marks()
 CRASHES = 2
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from services.settings import Settings
 from services.simulate import Scenario
 from tests.integration.test_crm_pipeline import wait_stored
@@ -27,12 +25,7 @@ from tests.support.chaos import (
 )
 
 SIZE = RunSize.from_env()
-pytestmark = [
-    pytest.mark.broker,
-    pytest.mark.postgres,
-    pytest.mark.reliability,
-    pytest.mark.timeout(SIZE.timeout),
-]
+pytestmark = SIZE.marks()
 SIGKILLED = -9  # Popen's return code for a child killed by signal 9
 
 

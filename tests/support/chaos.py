@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 
 from services.crm.service import sink_group, sink_topics
 from services.embedded.postgres import ThrowawayPostgres, find_pg_bin
@@ -60,6 +61,15 @@ class RunSize:
     def timeout(self) -> float:
         """Seconds a test may take: room for ~100 events/s (the worker does ~700 alone)."""
         return 300.0 + self.events / 100
+
+    def marks(self) -> list[pytest.MarkDecorator]:
+        """A crash-test module's ``pytestmark``: what it needs, and its size's timeout."""
+        return [
+            pytest.mark.broker,
+            pytest.mark.postgres,
+            pytest.mark.reliability,
+            pytest.mark.timeout(self.timeout),
+        ]
 
     def scenario(self) -> Scenario:
         return generate(self.customers, self.days, seed=self.seed)
