@@ -44,7 +44,9 @@ class Snapshot:
 
 class BrokerProbe:
     """Samples ``topics`` and the consumer ``groups`` (group -> topics it consumes); feeds
-    the newest records of each topic in ``tails`` to its sink."""
+    the newest records of each topic in ``tails`` to its sink, topic by topic in the order
+    of ``tails`` (a later topic's sink may rely on what an earlier one saw in the same
+    sample: a journey transition is timed by its event's resolved record)."""
 
     def __init__(
         self,
@@ -209,17 +211,21 @@ class BrokerProbe:
         consumer.assign(list(todo))
         for tp, (start, _) in todo.items():
             consumer.seek(tp, start)
+        read: dict[str, list[tuple[int, bytes]]] = {topic: [] for topic in self.tails}
         deadline = time.monotonic() + self.timeout
         while todo and time.monotonic() < deadline:
             for tp, records in consumer.poll(timeout_ms=100).items():
                 if tp not in todo:
                     continue
                 start, end = todo[tp]
-                sink = self.tails[tp.topic]
-                for record in records:
-                    if start <= record.offset < end:
-                        sink(record.timestamp, record.value or b"")
+                read[tp.topic].extend(
+                    (r.timestamp, r.value or b"") for r in records if start <= r.offset < end
+                )
             for tp in list(todo):
                 if consumer.position(tp) >= todo[tp][1]:
                     del todo[tp]
                     consumer.pause(tp)
+        for topic, records in read.items():  # the poll interleaves topics; the sinks do not
+            sink = self.tails[topic]
+            for timestamp, value in records:
+                sink(timestamp, value)

@@ -17,8 +17,10 @@ from pydantic import SecretStr
 from services.api.app import create_app
 from services.embedded.process import ManagedProcess, free_port
 from services.emit import emit_lines
-from services.kafka import ensure_topics
+from services.kafka import ensure_topics, producer
 from services.ops.monitor import StreamMonitor
+from services.ops.probe import BrokerProbe
+from services.ops.tail import Tail
 from services.settings import Settings
 from tests.support.access import API_TOKENS, VIEWER_TOKEN, bearer
 from tests.support.cli import cli_env, run_cli
@@ -91,6 +93,7 @@ def test_metrics_and_the_streams_report_show_lag_rates_dead_letters_and_latency(
                 and _raw_lag(settings, report) == 0
                 and report["dead_letters"]["total"] == len(BROKEN)
                 and latency["identity"] == len(valid)
+                and latency["journey"] > 0
                 and report["sink_backlog"] == 0
             )
 
@@ -252,6 +255,38 @@ def test_health_is_down_while_the_worker_is_stopped_and_healthy_again_once_it_ca
         assert {g["status"] for g in report["groups"]} == {"OK"}
     finally:
         worker.stop()
+
+
+def test_a_transition_is_timed_by_its_event_read_in_the_same_sample(
+    settings: Settings, broker: str
+) -> None:
+    """The probe fetches the transitions topic first (its topic order), yet feeds the tails in
+    their own order: resolved before transitions, so each transition finds its event."""
+    ensure_topics(settings, broker)
+    t = settings.topics
+    ids = [f"same-sample-{n}" for n in range(20)]
+    send = producer(broker)
+    for event_id in ids:
+        record = {"event": {"event_id": event_id}, "received_at": "2026-11-20T12:00:00Z"}
+        send.send(t.resolved, dumps(record), key=b"c")
+        send.send(t.transitions, dumps({"event_id": event_id, "to_stage": "browsing"}), key=b"c")
+    send.flush()
+    send.close()
+    tail = Tail(lateness=0)
+    probe = BrokerProbe(
+        broker,
+        [t.transitions, t.resolved],
+        {},
+        tails={t.resolved: tail.resolved, t.transitions: tail.transition},
+        tail_records=1000,
+    )
+    try:
+        probe.snapshot()
+    finally:
+        probe.close()
+    observed = tail.drain()
+    assert len(observed["identity"]) == len(ids)
+    assert len(observed["journey"]) == len(ids)
 
 
 def test_health_is_down_without_a_broker(settings: Settings) -> None:
