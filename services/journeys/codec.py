@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from services.journeys.state import SEEN_EVENT_IDS, CustomerState, Pending, StageVisit
+from services.journeys.state import SEEN_EVENT_IDS, CustomerState, Pending, StageVisit, Then
 
 VERSION = 1
 
@@ -51,9 +51,13 @@ def dump_state(state: CustomerState) -> bytes:
         ]
     if state.completed:
         body["d"] = [[r, m, _ms(t)] for (r, m), marks in state.completed.items() for t in marks]
-    for name, memory in (("f", state.firsts), ("t", state.thens)):
-        if memory:
-            body[name] = {r: [[_ms(t), list(ev)] for t, ev in items] for r, items in memory.items()}
+    if state.firsts:
+        body["f"] = {r: [[_ms(t), list(e)] for t, e in items] for r, items in state.firsts.items()}
+    if state.thens:
+        body["t"] = {
+            r: [[_ms(t.at), list(t.evidence), t.channel, t.stage] for t in items]
+            for r, items in state.thens.items()
+        }
     if state.seen:
         packed = b"".join(key.to_bytes(6, "big") for key in state.seen)
         body["n"] = base64.b64encode(packed).decode()
@@ -86,9 +90,14 @@ def load_state(data: bytes) -> CustomerState:
         )
     for rule, match, at in body.get("d", []):
         state.completed.setdefault((rule, match), []).append(_at(at))
-    for name, memory in (("f", state.firsts), ("t", state.thens)):
-        for rule, items in body.get(name, {}).items():
-            memory[rule] = [(_at(t), tuple(ev)) for t, ev in items]
+    for rule, items in body.get("f", {}).items():
+        state.firsts[rule] = [(_at(t), tuple(ev)) for t, ev in items]
+    for rule, items in body.get("t", {}).items():
+        # a state written before thens kept their channel and stage has "" and None: the
+        # engine takes the channel of the rule's first ``then`` type for those
+        state.thens[rule] = [
+            Then(_at(t), tuple(ev), *[*rest, "", None][:2]) for t, ev, *rest in items
+        ]
     packed = base64.b64decode(body.get("n", ""))
     state.seen = deque(
         (int.from_bytes(packed[i : i + 6], "big") for i in range(0, len(packed), 6)),

@@ -29,6 +29,7 @@ from services.journeys.state import (
     Flag,
     Pending,
     StageVisit,
+    Then,
     Touchpoint,
     Transition,
     event_key,
@@ -66,6 +67,10 @@ def _holds(condition: Condition | None, attributes: Mapping[str, Any]) -> bool:
         return _OPS[condition.op](value, condition.value)
     except (TypeError, ValueError):
         return False
+
+
+def _then_order(then: Then) -> tuple[datetime, tuple[str, ...]]:
+    return then.at, then.evidence
 
 
 def due_moment(value: Any) -> datetime | None:
@@ -369,18 +374,13 @@ class Engine:
     ) -> None:
         if event.type in rule.after:
             self._note_first(
-                state,
-                customer_id,
-                journey,
-                rule,
-                event.occurred_at,
-                (event.event_id,),
-                event.channel,
-                outcome,
+                state, customer_id, journey, rule, event.occurred_at, (event.event_id,), outcome
             )
         if event.type in rule.then:
-            then = (event.occurred_at, (event.event_id,))
-            self._note_then(state, customer_id, journey, rule, then, event.channel, outcome)
+            then = Then(
+                event.occurred_at, (event.event_id,), event.channel, self._stage(state, journey)
+            )
+            self._note_then(state, customer_id, journey, rule, then, outcome)
 
     def _note_first(
         self,
@@ -390,28 +390,17 @@ class Engine:
         rule: SequenceRule,
         at: datetime,
         evidence: tuple[str, ...],
-        channel: str,
         outcome: Outcome,
     ) -> None:
         """An ``after`` occurrence: pair it with the first ``then`` in its window, or keep it.
 
         The episode is the ``after`` occurrence, so its flag id does not depend on which
-        ``then`` arrived first."""
-        thens = state.thens.get(rule.id, [])
-        match = next((t for t in sorted(thens) if at <= t[0] <= at + rule.within), None)
+        ``then`` arrived first; the flag is the ``then``'s (time, channel, stage), so it
+        does not depend on which side was seen first either."""
+        thens = sorted(state.thens.get(rule.id, []), key=_then_order)
+        match = next((t for t in thens if at <= t.at <= at + rule.within), None)
         if match is not None:
-            outcome.flags.append(
-                self._flag(
-                    customer_id,
-                    journey,
-                    rule,
-                    self._stage(state, journey),
-                    channel,
-                    match[0],
-                    evidence + match[1],
-                    evidence[0],
-                )
-            )
+            outcome.flags.append(self._then_flag(customer_id, journey, rule, evidence, match))
             return
         firsts = [
             f for f in state.firsts.get(rule.id, []) if f[0] >= at - rule.within - self.lateness
@@ -424,32 +413,42 @@ class Engine:
         customer_id: str,
         journey: JourneyMap,
         rule: SequenceRule,
-        then: tuple[datetime, tuple[str, ...]],
-        channel: str,
+        then: Then,
         outcome: Outcome,
     ) -> None:
         """A ``then`` occurrence: it completes every waiting ``after`` in whose window it falls."""
-        (at, then_evidence), waiting = then, []
-        for first in state.firsts.get(rule.id, []):
-            if first[0] <= at <= first[0] + rule.within:
-                outcome.flags.append(
-                    self._flag(
-                        customer_id,
-                        journey,
-                        rule,
-                        self._stage(state, journey),
-                        channel,
-                        at,
-                        first[1] + then_evidence,
-                        first[1][0],
-                    )
-                )
-            elif first[0] >= at - rule.within - self.lateness:
-                waiting.append(first)
+        waiting = []
+        for first_at, evidence in state.firsts.get(rule.id, []):
+            if first_at <= then.at <= first_at + rule.within:
+                outcome.flags.append(self._then_flag(customer_id, journey, rule, evidence, then))
+            elif first_at >= then.at - rule.within - self.lateness:
+                waiting.append((first_at, evidence))
         state.firsts[rule.id] = waiting
         # kept by count, not by time: an ``after`` flagged late (a deadline checked days
         # after it passed, a lagging feed) still finds the ``then`` that followed it
-        state.thens[rule.id] = sorted({*state.thens.get(rule.id, []), then})[-SEQUENCE_MEMORY:]
+        thens = {*state.thens.get(rule.id, []), then}
+        state.thens[rule.id] = sorted(thens, key=_then_order)[-SEQUENCE_MEMORY:]
+
+    def _then_flag(
+        self,
+        customer_id: str,
+        journey: JourneyMap,
+        rule: SequenceRule,
+        evidence: tuple[str, ...],
+        then: Then,
+    ) -> Flag:
+        """The flag of an ``after`` (``evidence``, its first id the episode) and its ``then``."""
+        channel = then.channel or rule.then[0].partition(".")[0]  # "": a state from before
+        return self._flag(
+            customer_id,
+            journey,
+            rule,
+            then.stage,
+            channel,
+            then.at,
+            evidence + then.evidence,
+            evidence[0],
+        )
 
     def _follow_flags(
         self, state: CustomerState, customer_id: str, flags: Iterable[Flag], outcome: Outcome
@@ -462,14 +461,7 @@ class Engine:
                 before = len(outcome.flags)
                 evidence = (flag.flag_id, *flag.evidence)
                 self._note_first(
-                    state,
-                    customer_id,
-                    journey,
-                    rule,
-                    flag.occurred_at,
-                    evidence,
-                    flag.channel,
-                    outcome,
+                    state, customer_id, journey, rule, flag.occurred_at, evidence, outcome
                 )
                 queue.extend(outcome.flags[before:])
 
@@ -502,14 +494,12 @@ class Engine:
                 del state.pending[key]  # one side started it, the other completed it
         for rule_id, firsts in other.firsts.items():
             journey, rule = self._rule_by_id[rule_id]
-            channel = rule.then[0].partition(".")[0]  # the channel its flag is raised on
             for at, evidence in firsts:
-                self._note_first(state, customer_id, journey, rule, at, evidence, channel, outcome)
+                self._note_first(state, customer_id, journey, rule, at, evidence, outcome)
         for rule_id, thens in other.thens.items():
             journey, rule = self._rule_by_id[rule_id]
-            channel = rule.then[0].partition(".")[0]
             for then in thens:
-                self._note_then(state, customer_id, journey, rule, then, channel, outcome)
+                self._note_then(state, customer_id, journey, rule, then, outcome)
         self._follow_flags(state, customer_id, list(outcome.flags), outcome)
         return outcome.flags
 

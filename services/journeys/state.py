@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 SEEN_EVENT_IDS = 48  # duplicates arrive close together (redelivery after a restart)
 STAY_MEMORY = 4  # entries into the current stage after the first, kept per journey
@@ -95,6 +95,18 @@ class StageVisit:
         return self.last_at or self.entered_at
 
 
+class Then(NamedTuple):
+    """A ``then`` occurrence of a sequence rule, with the channel it came on and the stage
+    the customer was in after it: a sequence flag is raised there, whichever side of the
+    sequence was seen first (an ``after`` flag found late, as after a restart, is the same
+    flag as one found before the ``then`` arrived)."""
+
+    at: datetime
+    evidence: tuple[str, ...]
+    channel: str
+    stage: str | None
+
+
 @dataclass(slots=True)
 class Pending:
     """An absence rule waiting for its completion until ``deadline``."""
@@ -113,5 +125,5 @@ class CustomerState:
     pending: dict[tuple[str, str], Pending] = field(default_factory=dict)
     completed: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
     firsts: dict[str, list[tuple[datetime, tuple[str, ...]]]] = field(default_factory=dict)
-    thens: dict[str, list[tuple[datetime, tuple[str, ...]]]] = field(default_factory=dict)
+    thens: dict[str, list[Then]] = field(default_factory=dict)
     seen: deque[int] = field(default_factory=lambda: deque(maxlen=SEEN_EVENT_IDS))

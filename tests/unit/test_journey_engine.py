@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from services.journeys.engine import Engine
@@ -420,6 +421,22 @@ def test_state_round_trips_through_bytes_and_stays_small() -> None:
     assert restored.state.seen == c.state.seen
 
 
+def test_a_state_whose_thens_lack_channel_and_stage_still_loads_and_pairs() -> None:
+    """States written before a ``then`` kept its channel and stage (two-item entries)."""
+    from services.journeys.codec import dump_state, load_state
+
+    c = Customer()
+    c.send(ev("support.ticket_opened", 2 * H, "t1", ticket_id="1", topic="pay", via="chat"))
+    body = orjson.loads(dump_state(c.state))
+    assert body["t"]["digital_to_support"][0][2:] == ["support", "contact"]
+    body["t"] = {rule: [item[:2] for item in items] for rule, items in body["t"].items()}
+    old = Customer()
+    old.state = load_state(orjson.dumps(body))
+    old.send(checkout(0 * H, "k1"))
+    (flag,) = [f for f in old.at(1 * H) if f.rule_id == "digital_to_support"]
+    assert (flag.channel, flag.stage, flag.evidence[-1]) == ("support", None, "t1")
+
+
 def test_two_sequence_rules_can_follow_the_same_flag() -> None:
     from services.journeys.maps import JourneyMap
 
@@ -569,6 +586,25 @@ def test_a_ticket_after_a_friction_flagged_late_still_pairs() -> None:
     flagged = c.at(4 * D)  # the abandonment is found only now
     follow = [f for f in flagged if f.rule_id == "digital_to_support"]
     assert [f.evidence[-1] for f in follow] == ["t1"]
+
+
+def test_a_sequence_flag_is_the_same_whichever_of_its_two_sides_was_seen_first() -> None:
+    """The abandonment found before the ticket (a prompt deadline check) or after the ticket
+    was resolved (a check that came late, as after a restart): one and the same flag, on the
+    ticket's channel and its stage at the ticket."""
+    ticket = {"ticket_id": "1", "topic": "pay", "via": "chat"}
+    opened = ev("support.ticket_opened", 2 * H, "t1", **ticket)
+    resolved = ev("support.ticket_resolved", 3 * H, "r1", ticket_id="1")
+    prompt, late = Customer(), Customer()
+    prompt.send(checkout(0 * H, "k1"))
+    prompt.at(1 * H)  # abandoned: found before the ticket
+    prompt.send(opened, resolved)
+    late.send(checkout(0 * H, "k1"), opened, resolved)
+    late.at(4 * H)  # found only after the ticket was resolved
+    (first,) = [f for f in prompt.flags if f.rule_id == "digital_to_support"]
+    (second,) = [f for f in late.flags if f.rule_id == "digital_to_support"]
+    assert first == second
+    assert (first.channel, first.stage, first.occurred_at) == ("support", "contact", T0 + 2 * H)
 
 
 def test_an_earlier_completion_is_not_hidden_by_a_later_one() -> None:
