@@ -31,6 +31,7 @@ import gc
 import hashlib
 import math
 import os
+import pickle
 import pstats
 import random
 import re
@@ -322,24 +323,57 @@ def drop_database(server_url: str, url: str) -> None:
     admin.dispose()
 
 
-def server_facts(engine: sa.Engine) -> dict[str, Any]:
+def server_facts(engine: sa.Engine, also: list[str]) -> dict[str, Any]:
+    names = ["server_version", "fsync", "synchronous_commit", "shared_buffers"]
+    names += [name for name in pg_settings(also) if name not in names]
     with engine.connect() as conn:
-        show = {
-            name: conn.execute(sa.text(f"SHOW {name}")).scalar_one()
-            for name in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
-        }
+        show = {name: conn.execute(sa.text(f"SHOW {name}")).scalar_one() for name in names}
         size = conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
     return {**show, "database_mib": round(size / 2**20)}
 
 
-def source_digest() -> str:
-    """A digest of the code the run imports (others may change it while a long run lasts)."""
+def source_digest(*, skip: tuple[str, ...] = ()) -> str:
+    """A digest of the code the run imports (others may change it while a long run lasts),
+    less the folders under ``skip``."""
     digest = hashlib.sha1(usedforsecurity=False)
     for folder in ("services", "schemas", "journey_maps"):
         for path in sorted((ROOT / folder).rglob("*")):
+            if any(path.is_relative_to(ROOT / skipped) for skipped in skip):
+                continue
             if path.is_file() and path.suffix in (".py", ".yaml", ".yml", ".mako"):
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def cached_input(args: argparse.Namespace) -> dict[str, Any]:
+    """The sink's input, made (minutes for 100,000 customers) or read from ``--input-cache``,
+    which a run with the same customers, days, seed, partitions and code wrote (the sink's
+    and the store's code aside: for A/B runs of the sink)."""
+    inputs = source_digest(skip=("services/crm", "services/store"))
+    key = (args.customers, args.days, args.seed, args.partitions, inputs)
+    cache: Path | None = args.input_cache
+    if cache is not None and cache.exists():
+        with cache.open("rb") as file:
+            stored_key, made = pickle.load(file)  # noqa: S301 - a file this script wrote
+        if stored_key == key:
+            print(f"  read from {cache} (made by an earlier run of this code)")
+            return dict(made)
+        print(f"  {cache} was made for another input or code: making it again")
+    made = sink_input(args.customers, args.days, args.seed, args.partitions)
+    if cache is not None:
+        with cache.open("wb") as file:
+            pickle.dump((key, made), file, protocol=pickle.HIGHEST_PROTOCOL)
+    return made
+
+
+def pg_settings(given: list[str]) -> dict[str, str]:
+    settings = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise SystemExit(f"--pg-setting {item!r}: expected NAME=VALUE, e.g. shared_buffers=1GB")
+        settings[name.strip()] = value.strip()
+    return settings
 
 
 def postmaster_pid(cluster: ThrowawayPostgres | None) -> int | None:
@@ -403,7 +437,7 @@ def measure(
     result["view"] = view_latency(engine, args.lookups, args.seed)
     result["view"] |= {"customers": customers, "cpu_cores": cpu.cores()}
     result["view"]["load_average"] = load_average()
-    result["postgres"] = server_facts(engine)
+    result["postgres"] = server_facts(engine, args.pg_setting)
     sink.close()
     engine.dispose()
 
@@ -481,16 +515,29 @@ def main() -> None:
     )
     parser.add_argument("--lookups", type=int, default=1000)
     parser.add_argument("--fsync", action="store_true", help="run the throwaway cluster fsync=on")
+    parser.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting of the throwaway cluster, e.g. shared_buffers=1GB (repeatable)",
+    )
     parser.add_argument("--database-url", help="a PostgreSQL server to make a fresh database on")
     parser.add_argument("--profile", type=Path, help="cProfile the first sink pass into this file")
     parser.add_argument("--quick", action="store_true", help="2,000 customers: a smoke run")
+    parser.add_argument(
+        "--input-cache",
+        type=Path,
+        help="keep the made input in this file and reuse it while customers, days, seed, "
+        "partitions and the code (the sink's aside) are the same: A/B runs of the sink",
+    )
     args = parser.parse_args()
     if args.quick:
         args.customers = 2000
 
     load_at_start, digest = load_average(), source_digest()
     print(f"input: {args.customers:,} customers, {args.days} days, seed {args.seed} ...")
-    made = sink_input(args.customers, args.days, args.seed, args.partitions)
+    made = cached_input(args)
     records: list[tuple[str, bytes]] = made.pop("records")
     gc.collect()
     gc.freeze()  # the input lives to the end: keep the collector from scanning it again and again
@@ -525,7 +572,7 @@ def main() -> None:
         server = args.database_url
         result["database"] = "given server"
     else:
-        cluster = ThrowawayPostgres(fsync=args.fsync).start()
+        cluster = ThrowawayPostgres(fsync=args.fsync, settings=pg_settings(args.pg_setting)).start()
         server = cluster.url
         result["database"] = "throwaway cluster"
     try:

@@ -11,6 +11,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from services.embedded.process import free_port
@@ -39,8 +40,9 @@ def find_pg_bin(name: str) -> str:
 class ThrowawayPostgres:
     """``start()`` a fresh cluster on a free port; ``stop()`` removes every trace of it."""
 
-    def __init__(self, *, fsync: bool = False) -> None:
+    def __init__(self, *, fsync: bool = False, settings: Mapping[str, str] | None = None) -> None:
         self.fsync = fsync
+        self.settings = dict(settings or {})  # more server settings (-c name=value)
         self.port = free_port()
         self.base = Path(tempfile.mkdtemp(prefix="touchstream-pg-"))
         self.data = self.base / "data"
@@ -97,6 +99,7 @@ class ThrowawayPostgres:
             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
             f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200"
         )
+        options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         pg_ctl = find_pg_bin("pg_ctl")
         self._run([pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start"])
 
