@@ -426,8 +426,8 @@ class Engine:
         state.firsts[rule.id] = waiting
         # kept by count, not by time: an ``after`` flagged late (a deadline checked days
         # after it passed, a lagging feed) still finds the ``then`` that followed it
-        thens = {*state.thens.get(rule.id, []), then}
-        state.thens[rule.id] = sorted(thens, key=_then_order)[-SEQUENCE_MEMORY:]
+        thens = {_then_order(t): t for t in [*state.thens.get(rule.id, []), then]}  # once each
+        state.thens[rule.id] = [thens[key] for key in sorted(thens)][-SEQUENCE_MEMORY:]
 
     def _then_flag(
         self,

@@ -539,6 +539,17 @@ def test_friction_under_one_profile_then_a_ticket_under_the_other_is_digital_to_
     assert {"f0", "f1", "f2"} <= set(flag.evidence)
 
 
+def test_a_ticket_both_profiles_saw_is_kept_once_after_the_merge() -> None:
+    known, other = Customer("cus-1"), Customer("ts_phone")
+    ticket = {"ticket_id": "1", "topic": "pay", "via": "chat"}
+    known.send(ev("support.ticket_opened", 2 * H, "t1", **ticket))
+    other.send(ev("support.ticket_resolved", 3 * H, "r0", ticket_id="0"))
+    other.send(ev("support.ticket_opened", 2 * H, "t1", **ticket))  # late there: still resolved
+    assert other.state.thens["digital_to_support"][0].stage == "resolved"
+    merged(known, other)
+    assert [t.evidence for t in known.state.thens["digital_to_support"]] == [("t1",)]
+
+
 def test_a_stall_the_other_profile_ended_late_is_flagged_and_duplicates_count_once() -> None:
     anonymous, known = Customer("ts_anon"), Customer("cus-1")
     view = ev("web.product_view", 0 * D, "v1", sku="k", session_id="s")
