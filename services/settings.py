@@ -133,11 +133,10 @@ class Settings(BaseSettings):
         "group, `<app_id>-crm-sink`). Off: run `touchstream sink` processes instead.",
     )
     crm_sink_batch_size: int = Field(
-        default=20_000,
+        default=5000,
         ge=1,
         le=100_000,
-        description="Most records the CRM sink writes in one transaction (a batch is what "
-        "arrived within crm_sink_max_delay, up to this many).",
+        description="Most records the CRM sink writes in one transaction.",
     )
     crm_sink_writers: int = Field(
         default=2,
