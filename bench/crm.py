@@ -39,7 +39,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -323,9 +323,9 @@ def drop_database(server_url: str, url: str) -> None:
     admin.dispose()
 
 
-def server_facts(engine: sa.Engine, also: list[str]) -> dict[str, Any]:
+def server_facts(engine: sa.Engine, also: Iterable[str]) -> dict[str, Any]:
     names = ["server_version", "fsync", "synchronous_commit", "shared_buffers"]
-    names += [name for name in pg_settings(also) if name not in names]
+    names += [name for name in also if name not in names]
     with engine.connect() as conn:
         show = {name: conn.execute(sa.text(f"SHOW {name}")).scalar_one() for name in names}
         size = conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
@@ -437,7 +437,7 @@ def measure(
     result["view"] = view_latency(engine, args.lookups, args.seed)
     result["view"] |= {"customers": customers, "cpu_cores": cpu.cores()}
     result["view"]["load_average"] = load_average()
-    result["postgres"] = server_facts(engine, args.pg_setting)
+    result["postgres"] = server_facts(engine, args.pg_setting)  # parsed in main()
     sink.close()
     engine.dispose()
 
@@ -532,6 +532,7 @@ def main() -> None:
         "partitions and the code (the sink's aside) are the same: A/B runs of the sink",
     )
     args = parser.parse_args()
+    args.pg_setting = pg_settings(args.pg_setting)  # a mistake ends the run before its input
     if args.quick:
         args.customers = 2000
 
@@ -572,7 +573,7 @@ def main() -> None:
         server = args.database_url
         result["database"] = "given server"
     else:
-        cluster = ThrowawayPostgres(fsync=args.fsync, settings=pg_settings(args.pg_setting)).start()
+        cluster = ThrowawayPostgres(fsync=args.fsync, settings=args.pg_setting).start()
         server = cluster.url
         result["database"] = "throwaway cluster"
     try:
