@@ -204,8 +204,9 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         description="Seconds after which a raw partition that delivered nothing stops holding "
-        "event time back (it is caught up). Until then, deadlines wait for every partition, "
-        "so one read ahead of another raises no false absence flag.",
+        "event time back, if it is caught up (no records past the workers' committed "
+        "offset). Until then, deadlines wait for every partition, so one read ahead of "
+        "another raises no false absence flag.",
     )
     deadline_check_interval: float = Field(
         default=1.0,

@@ -12,8 +12,11 @@ resolves its identifiers to a customer with the :class:`IdentityGraph`, and emit
 - ``watermark`` control records to every ``resolved`` partition: per channel, the event time
   every active raw partition has passed, less the allowed lateness. Deadlines fire on these,
   so a partition read faster than another, or a feed hours behind, raises no false absence
-  flag. A raw partition that delivered nothing for ``idle_timeout`` seconds (it is caught
-  up) stops holding event time back, as in Flink's idleness.
+  flag. A raw partition that delivered nothing for ``idle_timeout`` seconds stops holding
+  event time back, as in Flink's idleness, but only once it is caught up: one the broker
+  says still has records the validate stage has not committed past (its worker died, or
+  its new owner is still reading changelogs) holds event time back however long it is
+  quiet (:attr:`IdentityStage.backlog`).
 """
 
 from __future__ import annotations
@@ -104,12 +107,16 @@ class IdentityStage:
         self._sent: dict[str, int] | None = None
         self._sent_at = 0.0
         self.owned = True  # this worker holds the coordinator's partition
+        # raw partitions with records not yet validated, as the broker last said (the worker
+        # sets it on a timer): never idle, however long they deliver nothing
+        self.backlog: frozenset[str] = frozenset()
         self.counts = {"events": 0, "merges": 0, "refusals": 0}
 
     def expect(self, partitions: Iterable[str]) -> None:
         """The raw partitions (``topic/partition``) events come from. One that has not
-        delivered yet holds event time back until it has been idle for ``idle_timeout``:
-        otherwise its first events, still on their way, would all be too late."""
+        delivered yet holds event time back until it has been idle for ``idle_timeout`` and
+        has no :attr:`backlog`: otherwise its first events, still on their way, would all be
+        too late."""
         self.expected = list(partitions)
         now = self.clock()
         for partition in self.expected:
@@ -166,12 +173,17 @@ class IdentityStage:
     def watermarks(self) -> dict[str, int]:
         """Per channel (epoch ms): the event time every active raw partition carrying the
         channel has reached, less the allowed lateness. Later events of the channel are at
-        most that late (the contract), so a deadline before it can no longer be met. When
-        every partition is idle, the furthest any of them reached."""
+        most that late (the contract), so a deadline before it can no longer be met. A
+        partition is active while it delivers or has a :attr:`backlog`. When every partition
+        is idle, the furthest any of them reached."""
         horizon = self.clock() - self.idle_timeout
-        if any(p not in self.reached and self._active[p] > horizon for p in self.expected):
+
+        def busy(partition: str) -> bool:
+            return partition in self.backlog or self._active.get(partition, 0.0) > horizon
+
+        if any(p not in self.reached and busy(p) for p in self.expected):
             return {}  # a partition's first events are still to come
-        active = [r for p, r in self.reached.items() if self._active.get(p, 0.0) > horizon]
+        active = [r for p, r in self.reached.items() if busy(p)]
         pick, partitions = (min, active) if active else (max, list(self.reached.values()))
         marks: dict[str, int] = {}
         for reached in partitions:

@@ -29,6 +29,7 @@ from services.journeys.engine import Engine
 from services.journeys.loader import configured_maps_dir, load_maps
 from services.journeys.stage import JourneyStage
 from services.settings import Settings, bootstrap_servers
+from services.worker.backlog import BACKLOG_CHECK_INTERVAL, RawBacklog
 from services.worker.fetch_guard import guarded_transport
 from services.worker.journey import TableStore, item_of, owner_partitioner, partition_of
 from services.worker.outbox import ChangelogTable, Outbox
@@ -192,6 +193,24 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
             _exit_uncommitted("identity watermarks")
 
     app.timer(interval=settings.deadline_check_interval)(advance_event_time)
+
+    backlog = RawBacklog(broker_url, topics.raw, settings.app_id)
+
+    async def watch_raw_backlog() -> None:
+        """Raw partitions with records still to validate hold event time back (see
+        :mod:`services.worker.backlog`)."""
+        if not identity.owned:
+            return
+        found = await asyncio.to_thread(backlog.partitions)
+        if found is not None:
+            identity.backlog = found
+
+    app.timer(interval=BACKLOG_CHECK_INTERVAL)(watch_raw_backlog)
+
+    async def close_backlog(sender: Any, /, *_: Any, **__: Any) -> None:
+        backlog.close()
+
+    app.on_before_shutdown.connect(close_backlog)
 
     sinks: list[SinkService] = []
     if settings.crm_sink_enabled:

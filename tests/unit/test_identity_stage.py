@@ -160,3 +160,34 @@ def test_event_time_waits_for_raw_partitions_that_have_not_delivered_yet() -> No
     quiet.resolve(accepted("web.page_view", "e1", web, timedelta(hours=2), partition=0), 0)
     clock.now += 11  # partition 1 idle since the start: it holds nothing back
     assert quiet.watermarks() == {"web": ms(timedelta(hours=2) - timedelta(minutes=5))}
+
+
+def test_a_quiet_raw_partition_with_a_backlog_keeps_holding_event_time_back() -> None:
+    """Quiet is not caught up: a partition whose worker died delivers nothing while its
+    records wait. Event time must not pass them, or deadlines they would meet fire early."""
+    clock = Clock()
+    stage = IdentityStage({}, idle_timeout=10, clock=clock)
+    stage.expect(["raw/0", "raw/1"])
+    web = {"customer_id": "cus-w"}
+    stage.resolve(accepted("web.page_view", "e1", web, timedelta(hours=1), partition=1), 0)
+    stage.resolve(accepted("web.page_view", "e2", web, timedelta(hours=2), partition=0), 1)
+    stage.backlog = frozenset({"raw/1"})
+    clock.now += 60
+    stage.resolve(accepted("web.page_view", "e3", web, timedelta(hours=3), partition=0), 2)
+    five = timedelta(minutes=5)
+    assert stage.watermarks() == {"web": ms(timedelta(hours=1) - five)}
+    stage.backlog = frozenset()  # its records were validated and committed: caught up
+    assert stage.watermarks() == {"web": ms(timedelta(hours=3) - five)}
+
+
+def test_a_raw_partition_not_heard_from_with_a_backlog_holds_event_time_back() -> None:
+    clock = Clock()
+    stage = IdentityStage({}, idle_timeout=10, clock=clock)
+    stage.expect(["raw/0", "raw/1"])
+    web = {"customer_id": "cus-w"}
+    stage.resolve(accepted("web.page_view", "e1", web, timedelta(hours=2), partition=0), 0)
+    stage.backlog = frozenset({"raw/1"})
+    clock.now += 60
+    assert stage.watermarks() == {}
+    stage.backlog = frozenset()
+    assert stage.watermarks() == {"web": ms(timedelta(hours=2) - timedelta(minutes=5))}
