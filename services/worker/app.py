@@ -30,7 +30,7 @@ from services.journeys.loader import configured_maps_dir, load_maps
 from services.journeys.stage import JourneyStage
 from services.settings import Settings, bootstrap_servers
 from services.worker.backlog import BACKLOG_CHECK_INTERVAL, RawBacklog
-from services.worker.fetch_guard import guarded_transport
+from services.worker.fetch_guard import STALL_CHECK_INTERVAL, guarded_transport
 from services.worker.journey import TableStore, item_of, owner_partitioner, partition_of
 from services.worker.outbox import ChangelogTable, Outbox
 from services.worker.triage import triage
@@ -230,11 +230,13 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         if counts:
             log.info("processed so far: %s", orjson.dumps(dict(counts)).decode())
         guard = transport.guard
-        if guard.refetches or guard.lost:
+        if guard.refetches or guard.lost or transport.stalls.rereads:
             log.warning(
-                "fetches that skipped offsets: %d read again, %d offsets never readable",
+                "fetches that skipped offsets: %d read again, %d offsets never readable; "
+                "partitions read again after their commit stalled: %d",
                 guard.refetches,
                 guard.lost,
+                transport.stalls.rereads,
             )
         if stage.too_late:
             log.warning(
@@ -255,6 +257,13 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
             )
 
     app.timer(interval=10.0)(report_progress)
+
+    async def reread_stalled() -> None:
+        """A fetched record that was never processed is read again (StallWatch)."""
+        if not app.rebalancing:
+            await cast(Any, app.consumer).reread_stalled()
+
+    app.timer(interval=STALL_CHECK_INTERVAL)(reread_stalled)
 
     recovered = outbox()
 

@@ -35,6 +35,8 @@ from typing import Any, Protocol, TypeVar
 log = logging.getLogger("touchstream.fetch")
 
 GIVE_UP_AFTER = 30.0  # seconds a gap is re-fetched before it is taken as lost
+REREAD_AFTER = 20.0  # seconds a commit may stay behind what was fetched (StallWatch)
+STALL_CHECK_INTERVAL = 5.0  # seconds between the worker's StallWatch checks
 
 TP = TypeVar("TP")
 
@@ -130,10 +132,65 @@ class OffsetGuard:
         self._unreadable[tp] = (expected, first)
         return True
 
+    def fetched(self) -> dict[Any, int]:
+        """The next offset to fetch per partition, as far as handed on (a copy: the consumer
+        thread updates it)."""
+        return self._next.copy()
+
     def unreadable(self, tp: Any, offset: int) -> bool:
         """Whether ``offset`` of ``tp`` lies in the last range given up on as never readable."""
         lost = self._unreadable.get(tp)
         return lost is not None and lost[0] <= offset < lost[1]
+
+
+class StallWatch:
+    """Notices a partition whose commit stays at an offset the consumer has fetched past.
+
+    Records of a partition are processed one after another, so the committed offset of a
+    guarded topic follows what was fetched within a commit interval or two. If it stays at
+    ``committed`` for ``after`` seconds while the fetches went past it, the record there was
+    handed on but never processed: a restarted worker once left one raw record that way
+    (the record after it was processed), and its partition stalled for good. :meth:`check`
+    answers the partitions to read again from their committed offset; a record read twice
+    is processed twice, which every stage tolerates."""
+
+    def __init__(
+        self, *, after: float = REREAD_AFTER, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.after = after
+        self.clock = clock
+        self._since: dict[Any, tuple[int, float]] = {}  # tp -> (committed, stalled since)
+        self.rereads = 0
+
+    def check(self, positions: Mapping[TP, tuple[int | None, int | None]]) -> dict[TP, int]:
+        """``positions``: per partition, its committed offset and the next offset to fetch
+        (None: not known)."""
+        now = self.clock()
+        reread: dict[TP, int] = {}
+        for tp, (committed, fetched) in positions.items():
+            if committed is None or fetched is None or fetched <= committed:
+                self._since.pop(tp, None)
+                continue
+            stalled = self._since.get(tp)
+            if stalled is None or stalled[0] != committed:
+                self._since[tp] = (committed, now)
+            elif now - stalled[1] >= self.after:
+                log.warning(
+                    "%s: offsets %d..%d were fetched but the commit stayed at %d for %.0fs; "
+                    "reading again from %d",
+                    tp,
+                    committed,
+                    fetched - 1,
+                    committed,
+                    now - stalled[1],
+                    committed,
+                )
+                reread[tp] = committed
+                self.rereads += 1
+                del self._since[tp]
+        for tp in set(self._since) - set(positions):
+            del self._since[tp]
+        return reread
 
 
 def next_commit(
@@ -212,6 +269,7 @@ def guarded_transport(app: Any, topics: Iterable[str]) -> Any:
     from faust.transport.drivers import aiokafka as driver
 
     guard = OffsetGuard(topics)
+    stalls = StallWatch()
     servers = [f"{url.host}:{url.port or 9092}" for url in app.conf.broker_consumer]
 
     class GuardedThread(driver.AIOKafkaConsumerThread):
@@ -279,10 +337,24 @@ def guarded_transport(app: Any, topics: Iterable[str]) -> Any:
         def _new_consumer_thread(self) -> Any:
             return GuardedThread(self, loop=self.loop, beacon=self.beacon)
 
+        async def reread_stalled(self) -> None:
+            """Read again the guarded partitions :class:`StallWatch` finds stalled."""
+            fetched = guard.fetched()
+            positions = {
+                tp: (self._committed_offset.get(tp), fetched.get(tp))
+                for tp in self.assignment()
+                if tp.topic in guard.topics
+            }
+            reread = stalls.check(positions)
+            if reread:  # in the consumer's own thread, as Faust's seeks after a rebalance
+                await self._thread.seek_wait(reread)
+
     class GuardedTransport(driver.Transport):
         Consumer = GuardedConsumer
         guard: OffsetGuard
+        stalls: StallWatch
 
     transport = GuardedTransport(app.conf.broker_consumer, app)
     transport.guard = guard
+    transport.stalls = stalls
     return transport

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import NamedTuple
 
 import faust
 from intervaltree import IntervalTree
 
-from services.worker.fetch_guard import OffsetGuard, _ReadOffsets, guarded_transport
+from services.worker.fetch_guard import OffsetGuard, StallWatch, _ReadOffsets, guarded_transport
 
 
 class TP(NamedTuple):
@@ -119,3 +120,57 @@ def test_faust_takes_no_offsets_as_read_on_the_pipeline_topics() -> None:
     read[TP("state-changelog", 0)] = 40
     assert read[VALID] is None
     assert read[TP("state-changelog", 0)] == 40
+
+
+def test_a_partition_whose_commit_stays_behind_what_was_fetched_is_read_again() -> None:
+    """A restarted worker once processed raw offset 2 but never offset 1 (committed 1): the
+    partition stayed behind for good. After ``after`` seconds it is read again from 1."""
+    clock = Clock()
+    watch = StallWatch(after=20, clock=clock)
+    assert watch.check({VALID: (1, 3)}) == {}
+    clock.now += 19
+    assert watch.check({VALID: (1, 3)}) == {}
+    clock.now += 1
+    assert watch.check({VALID: (1, 3)}) == {VALID: 1}
+    assert watch.rereads == 1
+    assert watch.check({VALID: (1, None)}) == {}  # the seek made the guard forget: no baseline
+    clock.now += 60
+    assert watch.check({VALID: (1, 3)}) == {}  # stalled again: the time starts over
+    clock.now += 20
+    assert watch.check({VALID: (1, 3)}) == {VALID: 1}
+
+
+def test_a_commit_that_moves_or_has_nothing_fetched_past_it_is_no_stall() -> None:
+    clock = Clock()
+    watch = StallWatch(after=20, clock=clock)
+    other = TP("valid", 1)
+    for committed in range(1, 10):  # busy: the commit moves every 15 s
+        assert watch.check({VALID: (committed, committed + 100), other: (5, 5)}) == {}
+        clock.now += 15
+    assert watch.check({VALID: (9, 109), other: (5, 5)}) == {}
+    clock.now += 60  # other is idle, caught up; never committed is not known
+    assert watch.check({other: (5, 5), TP("valid", 2): (None, 4)}) == {}
+    assert watch.rereads == 0
+
+
+def test_the_guarded_consumer_seeks_a_stalled_partition_back_in_the_consumer_thread() -> None:
+    app = faust.App("fetch-guard-stall-test", broker="kafka://localhost:1")
+    transport = guarded_transport(app, ["valid"])
+    clock = Clock()
+    transport.stalls.clock = clock
+    transport.guard.check({VALID: recs(1, 2)})
+    seeks: list[dict[TP, int]] = []
+
+    async def seek_wait(partitions: dict[TP, int]) -> None:
+        seeks.append(dict(partitions))
+
+    state = SimpleNamespace(
+        _committed_offset={VALID: 1, TP("other", 0): 0},
+        _thread=SimpleNamespace(seek_wait=seek_wait),
+        assignment=lambda: {VALID, TP("other", 0)},
+    )
+    reread = transport.Consumer.reread_stalled
+    asyncio.run(reread(state))
+    clock.now += transport.stalls.after
+    asyncio.run(reread(state))
+    assert seeks == [{VALID: 1}]
