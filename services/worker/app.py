@@ -30,7 +30,11 @@ from services.journeys.loader import configured_maps_dir, load_maps
 from services.journeys.stage import JourneyStage
 from services.settings import Settings, bootstrap_servers
 from services.worker.backlog import BACKLOG_CHECK_INTERVAL, RawBacklog
-from services.worker.fetch_guard import STALL_CHECK_INTERVAL, guarded_transport
+from services.worker.fetch_guard import (
+    STALL_CHECK_INTERVAL,
+    KeepQueuedFlowControl,
+    guarded_transport,
+)
 from services.worker.journey import TableStore, item_of, owner_partitioner, partition_of
 from services.worker.outbox import ChangelogTable, Outbox
 from services.worker.triage import triage
@@ -77,6 +81,8 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         web_enabled=False,
         autodiscover=False,
     )
+    # before any stream queue exists: the queues register with it
+    app.flow_control = KeepQueuedFlowControl(loop=app.loop)
     topics = settings.topics
     # a fetch that skips offsets of these (never compacted) topics is read again
     transport = app.transport = guarded_transport(app, [topics.raw, topics.valid, topics.resolved])

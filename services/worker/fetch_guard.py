@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from mode.utils.queues import FlowControlEvent
+
 log = logging.getLogger("touchstream.fetch")
 
 GIVE_UP_AFTER = 30.0  # seconds a gap is re-fetched before it is taken as lost
@@ -141,6 +143,26 @@ class OffsetGuard:
         """Whether ``offset`` of ``tp`` lies in the last range given up on as never readable."""
         lost = self._unreadable.get(tp)
         return lost is not None and lost[0] <= offset < lost[1]
+
+
+class KeepQueuedFlowControl(FlowControlEvent):
+    """Faust's flow control of stream queues, except that resuming a flow that is not
+    suspended leaves the queues as they are.
+
+    Faust clears every stream queue whenever flow is resumed. After a rebalance it resumes
+    flow twice: to read changelogs, and once more after seeking the stream partitions to
+    their committed offsets, while the fetcher is already running. Records delivered into a
+    queue during that seek were dropped by the second resume: a restarted worker lost the
+    first raw record of its first fetch that way (the rest of the fetch came after the
+    clear), and its commit never got past it. Queues are still cleared on a resume after
+    a suspension (a rebalance), as Faust means them to be."""
+
+    def resume(self) -> None:
+        suspended = not self.is_active()
+        self._suspend.clear()
+        self._resume.set()
+        if suspended:
+            self.clear()
 
 
 class StallWatch:

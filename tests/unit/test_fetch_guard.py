@@ -9,7 +9,13 @@ from typing import NamedTuple
 import faust
 from intervaltree import IntervalTree
 
-from services.worker.fetch_guard import OffsetGuard, StallWatch, _ReadOffsets, guarded_transport
+from services.worker.fetch_guard import (
+    KeepQueuedFlowControl,
+    OffsetGuard,
+    StallWatch,
+    _ReadOffsets,
+    guarded_transport,
+)
 
 
 class TP(NamedTuple):
@@ -174,3 +180,30 @@ def test_the_guarded_consumer_seeks_a_stalled_partition_back_in_the_consumer_thr
     clock.now += transport.stalls.after
     asyncio.run(reread(state))
     assert seeks == [{VALID: 1}]
+
+
+def test_resuming_flow_that_was_not_suspended_keeps_what_was_queued() -> None:
+    """Faust resumes flow again after seeking a rebalanced worker's stream partitions, with
+    the fetcher running: its own flow control then dropped the records queued meanwhile."""
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    async def queued_after_a_second_resume(control: FlowControlEvent) -> int:
+        queue: FlowControlQueue[int] = FlowControlQueue(flow_control=control, clear_on_resume=True)
+        control.resume()  # to read changelogs
+        await queue.put(5)  # fetched while the stream partitions are sought
+        control.resume()  # after the seek
+        return queue.qsize()
+
+    assert asyncio.run(queued_after_a_second_resume(FlowControlEvent())) == 0  # Faust's
+    assert asyncio.run(queued_after_a_second_resume(KeepQueuedFlowControl())) == 1
+
+    async def queued_after_a_rebalance() -> int:
+        control = KeepQueuedFlowControl()
+        queue: FlowControlQueue[int] = FlowControlQueue(flow_control=control, clear_on_resume=True)
+        control.resume()
+        await queue.put(5)
+        control.suspend()  # a rebalance: what was queued belongs to the old assignment
+        control.resume()
+        return queue.qsize()
+
+    assert asyncio.run(queued_after_a_rebalance()) == 0
