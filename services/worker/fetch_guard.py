@@ -172,9 +172,10 @@ class StallWatch:
     guarded topic follows what was fetched within a commit interval or two. If it stays at
     ``committed`` for ``after`` seconds while the fetches went past it, the record there was
     handed on but never processed: a restarted worker once left one raw record that way
-    (the record after it was processed), and its partition stalled for good. :meth:`check`
-    answers the partitions to read again from their committed offset; a record read twice
-    is processed twice, which every stage tolerates."""
+    (the record after it was processed; :class:`KeepQueuedFlowControl` is the cause found),
+    and its partition stalled for good. This is the safety net for any other such way.
+    :meth:`check` answers the partitions to read again from their committed offset; a
+    record read twice is processed twice, which every stage tolerates."""
 
     def __init__(
         self, *, after: float = REREAD_AFTER, clock: Callable[[], float] = time.monotonic
