@@ -7,6 +7,7 @@ same way (one composition root) and each test can use its own topics and group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections import Counter
@@ -17,6 +18,7 @@ from typing import Any, NoReturn, cast
 
 import faust
 import orjson
+from faust.exceptions import ConsumerNotStarted
 from faust.streams import Stream
 from faust.types import StreamT
 from mode.types.signals import BaseSignalT
@@ -207,7 +209,11 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         :mod:`services.worker.backlog`)."""
         if not identity.owned:
             return
-        found = await asyncio.to_thread(backlog.partitions)
+        try:
+            found = await asyncio.to_thread(backlog.partitions)
+        except Exception:  # a sample gone wrong must not stop the worker
+            log.exception("raw backlog: sampling the broker failed; keeping the last known")
+            return
         if found is not None:
             identity.backlog = found
 
@@ -266,7 +272,9 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
 
     async def reread_stalled() -> None:
         """A fetched record that was never processed is read again (StallWatch)."""
-        if not app.rebalancing:
+        if app.rebalancing:
+            return
+        with contextlib.suppress(ConsumerNotStarted):  # not yet: nothing fetched to judge
             await cast(Any, app.consumer).reread_stalled()
 
     app.timer(interval=STALL_CHECK_INTERVAL)(reread_stalled)
