@@ -34,7 +34,8 @@ RecordSink = Callable[[int, bytes], None]  # (broker timestamp in ms, value)
 class Snapshot:
     """The broker at ``at`` (epoch seconds): end offset per partition, per group the
     committed offset of each partition it consumes (the log start where it never
-    committed), and per group its member ids (None: the broker did not say)."""
+    committed), and per group its member ids (None: the broker did not say, or the probe
+    was made not to ask)."""
 
     at: float
     ends: dict[TopicPartition, int]
@@ -46,7 +47,8 @@ class BrokerProbe:
     """Samples ``topics`` and the consumer ``groups`` (group -> topics it consumes); feeds
     the newest records of each topic in ``tails`` to its sink, topic by topic in the order
     of ``tails`` (a later topic's sink may rely on what an earlier one saw in the same
-    sample: a journey transition is timed by its event's resolved record)."""
+    sample: a journey transition is timed by its event's resolved record). Without
+    ``members`` the groups are not described (one request less a sample)."""
 
     def __init__(
         self,
@@ -57,6 +59,7 @@ class BrokerProbe:
         tails: Mapping[str, RecordSink] | None = None,
         tail_records: int = 200,
         timeout: float = 5.0,
+        members: bool = True,
     ) -> None:
         self.broker_url = broker_url
         self.topics = tuple(topics)
@@ -64,6 +67,7 @@ class BrokerProbe:
         self.tails = dict(tails or {})
         self.tail_records = tail_records
         self.timeout = timeout
+        self.members = members
         self._admin: KafkaAdminClient | None = None
         self._ends: KafkaConsumer | None = None
         self._tail: KafkaConsumer | None = None
@@ -75,7 +79,7 @@ class BrokerProbe:
             admin, ends, tail = self._clients()
             partitions = self._partitions(ends)
             committed = self._committed(admin, ends, partitions)
-            members = self._members(admin)
+            members = self._members(admin) if self.members else dict.fromkeys(self.groups)
             at = time.time()
             end_offsets = self._end_offsets(ends, partitions)
             self._read_tails(tail, end_offsets)

@@ -32,7 +32,9 @@ class RawBacklog:
     def __init__(self, broker_url: str, raw_topic: str, group: str, *, timeout: float = 5.0):
         self.raw_topic = raw_topic
         self.group = group
-        self.probe = BrokerProbe(broker_url, [raw_topic], {group: [raw_topic]}, timeout=timeout)
+        self.probe = BrokerProbe(
+            broker_url, [raw_topic], {group: [raw_topic]}, timeout=timeout, members=False
+        )
         self._warned = 0.0
 
     def partitions(self) -> frozenset[str] | None:

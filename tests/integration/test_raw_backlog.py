@@ -44,6 +44,7 @@ def test_a_raw_partition_has_a_backlog_until_the_group_committed_its_end(
         send.send(raw, b"{}", partition=1)
         send.flush()
         assert backlog.partitions() == {f"{raw}/1"}
+        assert backlog.probe.snapshot().members == {settings.app_id: None}  # not asked
     finally:
         send.close()
         backlog.close()
