@@ -393,7 +393,7 @@ def measure(
     result: dict[str, Any],
 ) -> None:
     upgrade(url)
-    engine = engine_for(url)
+    engine = engine_for(url, pre_ping=False)  # as the sink service makes it
     statements = Statements(engine)
     sink = CrmSink(engine, writers=args.writers)
     print(f"sink: {len(records):,} records in batches of {args.batch_size:,} ...")

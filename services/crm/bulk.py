@@ -2,8 +2,10 @@
 upserted with one ``INSERT ... SELECT ... FROM json_populate_recordset(...) ON CONFLICT``:
 orjson encodes the rows in C and the server unpacks them, so the client spends almost no
 time per row (rendering a ``VALUES`` list or ``COPY`` text in Python cost more than the
-server's work). SQLite and small batches take the plain executemany path; both run the
-same ``ON CONFLICT`` clause."""
+server's work). SQLite and very small batches take the plain executemany path; both run
+the same ``ON CONFLICT`` clause. An executemany on PostgreSQL is psycopg2's
+``execute_batch``: one statement a row for the server to parse and plan, so even a few
+dozen rows cost more that way than one JSON statement."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
-JSON_FROM = 200  # rows; fewer go through executemany
+JSON_FROM = 8  # rows; fewer go through executemany
 
 Build = Callable[[Any], Any]  # dialect insert -> the statement with its ON CONFLICT clause
 
@@ -50,6 +52,36 @@ def upsert(conn: Connection, model: Any, rows: Sequence[dict[str, Any]], build: 
     payload = orjson.dumps(list(rows), default=_json_default).decode()
     statement = build(postgresql.insert(target).from_select(names, source))
     return conn.execute(statement, {"rows": payload})
+
+
+def update_many(conn: Connection, model: Any, key: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Set other columns of ``model``'s rows found by ``key``, from ``rows`` (dicts with
+    ``key`` and the same other names). PostgreSQL takes one ``UPDATE ... FROM unnest(...)``,
+    the rows found through ``key``'s index (``= ANY``); SQLite an executemany."""
+    if not rows:
+        return
+    target: Table = model.__table__
+    names = [n for n in rows[0] if n != key]
+    if conn.dialect.name != "postgresql":
+        conn.execute(
+            target.update()
+            .where(target.c[key] == bindparam(f"k_{key}"))
+            .values({n: bindparam(f"k_{n}") for n in names}),
+            [{f"k_{n}": r[n] for n in (key, *names)} for r in rows],
+        )
+        return
+    columns = (key, *names)
+    arrays = [bindparam(f"a_{n}", [r[n] for r in rows], type_=_array(target, n)) for n in columns]
+    given = func.unnest(*arrays).table_valued(*columns).render_derived(name="given")
+    conn.execute(
+        target.update()
+        .where(target.c[key] == any_(arrays[0]), target.c[key] == given.c[key])
+        .values({n: given.c[n] for n in names})
+    )
+
+
+def _array(target: Table, name: str) -> Any:
+    return postgresql.ARRAY(target.columns[name].type)
 
 
 def _json_default(value: Any) -> Any:

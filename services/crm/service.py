@@ -289,7 +289,9 @@ async def run_sink(settings: Settings, broker_url: str, service: list[SinkServic
             log.warning("crm sink: waiting for the store: %s", error)
             await asyncio.sleep(pause)
             pause = min(pause * 2, settings.crm_sink_max_backoff)
-    sink = SinkService(settings, broker_url, engine_for(url))
+    # no pre-ping (a round trip a transaction): a lost connection fails the write, which
+    # is retried on a new one
+    sink = SinkService(settings, broker_url, engine_for(url, pre_ping=False))
     service.append(sink)
     await sink.run()
 

@@ -22,7 +22,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
-    bindparam,
     case,
     func,
     or_,
@@ -32,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.crm.bulk import among, dialect_insert, upsert
+from services.crm.bulk import among, dialect_insert, update_many, upsert
 from services.crm.health import health_score, value_at_risk
 from services.crm.merges import MergeMoves
 from services.crm.records import PURCHASES, Batch, Event, day_of, money
@@ -356,41 +355,40 @@ class _Transaction(MergeMoves):
                 _ticket_fact(tickets, e)
                 self.itemized.add(e.customer_id)
         if orders:
-            self.conn.execute(self.insert(Order).on_conflict_do_nothing(), orders)
+            upsert(self.conn, Order, orders, lambda stmt: stmt.on_conflict_do_nothing())
         if invoices:
-            stmt, t = self.insert(Invoice), Invoice
-            x = stmt.excluded
-            change: dict[str, Any] = {
-                name: func.coalesce(x[name], getattr(t, name))
-                for name in ("amount", "currency", "issued_at", "due_at")
-            }
-            change |= {
-                "customer_id": x.customer_id,
-                "paid_at": self.least(t.paid_at, x.paid_at),
-                "failed_payments": t.failed_payments + x.failed_payments,
-            }
-            self.conn.execute(
-                stmt.on_conflict_do_update(index_elements=[t.invoice_id], set_=change),
-                [invoices[k] for k in sorted(invoices)],
-            )
+            rows = [invoices[k] for k in sorted(invoices)]
+            upsert(self.conn, Invoice, rows, self._invoice_upsert)
         if tickets:
-            stmt, k = self.insert(Ticket), Ticket
-            x = stmt.excluded
-            self.conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[k.ticket_id],
-                    set_={
-                        "customer_id": x.customer_id,
-                        "topic": func.coalesce(x.topic, k.topic),
-                        "via": func.coalesce(x.via, k.via),
-                        "opened_at": self.least(k.opened_at, x.opened_at),
-                        "last_opened_at": self.greatest(k.last_opened_at, x.last_opened_at),
-                        "resolved_at": self.greatest(k.resolved_at, x.resolved_at),
-                        "reopened": k.reopened + x.reopened,
-                    },
-                ),
-                [tickets[t] for t in sorted(tickets)],
-            )
+            upsert(self.conn, Ticket, [tickets[k] for k in sorted(tickets)], self._ticket_upsert)
+
+    def _invoice_upsert(self, stmt: Any) -> Any:
+        t, x = Invoice, stmt.excluded
+        change: dict[str, Any] = {
+            name: func.coalesce(x[name], getattr(t, name))
+            for name in ("amount", "currency", "issued_at", "due_at")
+        }
+        change |= {
+            "customer_id": x.customer_id,
+            "paid_at": self.least(t.paid_at, x.paid_at),
+            "failed_payments": t.failed_payments + x.failed_payments,
+        }
+        return stmt.on_conflict_do_update(index_elements=[t.invoice_id], set_=change)
+
+    def _ticket_upsert(self, stmt: Any) -> Any:
+        k, x = Ticket, stmt.excluded
+        return stmt.on_conflict_do_update(
+            index_elements=[k.ticket_id],
+            set_={
+                "customer_id": x.customer_id,
+                "topic": func.coalesce(x.topic, k.topic),
+                "via": func.coalesce(x.via, k.via),
+                "opened_at": self.least(k.opened_at, x.opened_at),
+                "last_opened_at": self.greatest(k.last_opened_at, x.last_opened_at),
+                "resolved_at": self.greatest(k.resolved_at, x.resolved_at),
+                "reopened": k.reopened + x.reopened,
+            },
+        )
 
     def _metrics(self, events: Sequence[Event]) -> None:
         deltas: dict[str, dict[str, Any]] = defaultdict(dict)
@@ -594,11 +592,11 @@ class _Transaction(MergeMoves):
             )
         new = {
             flag_id
-            for (flag_id,) in self.conn.execute(
-                self.insert(FrictionEvent)
-                .on_conflict_do_nothing()
-                .returning(FrictionEvent.flag_id),
+            for (flag_id,) in upsert(
+                self.conn,
+                FrictionEvent,
                 rows,
+                lambda stmt: stmt.on_conflict_do_nothing().returning(stmt.table.c.flag_id),
             )
         }
         for row in rows:
@@ -620,32 +618,27 @@ class _Transaction(MergeMoves):
         ``[flags, value at risk]`` per (day, journey, stage, rule, channel): one statement a
         table, in key order, so concurrent writers lock these shared rows in one order."""
         if self.entered:
-            stmt = self.insert(StageDaily)
-            self.conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[StageDaily.day, StageDaily.journey, StageDaily.stage],
-                    set_={"entered": StageDaily.entered + stmt.excluded.entered},
-                ),
+            upsert(
+                self.conn,
+                StageDaily,
                 [
                     {"day": d, "journey": j, "stage": s, "entered": n}
                     for (d, j, s), n in sorted(self.entered.items())
                 ],
+                lambda stmt: stmt.on_conflict_do_update(
+                    index_elements=[StageDaily.day, StageDaily.journey, StageDaily.stage],
+                    set_={"entered": StageDaily.entered + stmt.excluded.entered},
+                ),
             )
             self.entered.clear()
         daily = {k: v for k, v in self.daily.items() if v != [0, 0]}
         self.daily.clear()
         if not daily:
             return
-        stmt = self.insert(FrictionDaily)
         fd = FrictionDaily
-        self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[fd.day, fd.journey, fd.stage, fd.rule_id, fd.channel],
-                set_={
-                    "flags": fd.flags + stmt.excluded.flags,
-                    "value_at_risk": fd.value_at_risk + stmt.excluded.value_at_risk,
-                },
-            ),
+        upsert(
+            self.conn,
+            fd,
             [
                 {
                     "day": d,
@@ -658,6 +651,13 @@ class _Transaction(MergeMoves):
                 }
                 for (d, j, s, r, c), (n, v) in sorted(daily.items())
             ],
+            lambda stmt: stmt.on_conflict_do_update(
+                index_elements=[fd.day, fd.journey, fd.stage, fd.rule_id, fd.channel],
+                set_={
+                    "flags": fd.flags + stmt.excluded.flags,
+                    "value_at_risk": fd.value_at_risk + stmt.excluded.value_at_risk,
+                },
+            ),
         )
 
     # -- derived ---------------------------------------------------------------------
@@ -708,17 +708,21 @@ class _Transaction(MergeMoves):
             )
         ):
             friction[flag.customer_id].append(flag)
+        # only a customer with open invoices (kept in the metrics) can have one overdue
+        owing = [m.customer_id for m in metrics if m.open_invoices]
         overdue: dict[str, Decimal | None] = dict(
             self.conn.execute(
                 select(Invoice.customer_id, func.sum(Invoice.amount))
                 .where(
-                    among(self.dialect, Invoice.customer_id, customers),
+                    among(self.dialect, Invoice.customer_id, owing),
                     Invoice.issued_at.is_not(None),
                     Invoice.paid_at.is_(None),
                     Invoice.due_at < self.now,
                 )
                 .group_by(Invoice.customer_id)
             ).all()
+            if owing
+            else ()
         )
         self._revalue(metrics, friction)
         scores = []
@@ -728,14 +732,8 @@ class _Transaction(MergeMoves):
                 m, friction[m.customer_id], self.now, amount_overdue=overdue_amount
             )
             if score != m.health_score:  # most events leave it where it was
-                scores.append({"c": m.customer_id, "h": score})
-        if scores:
-            self.conn.execute(
-                update(RelationshipMetrics)
-                .where(RelationshipMetrics.customer_id == bindparam("c"))
-                .values(health_score=bindparam("h")),
-                scores,
-            )
+                scores.append({"customer_id": m.customer_id, "health_score": score})
+        update_many(self.conn, RelationshipMetrics, "customer_id", scores)
 
     def _revalue(self, metrics: Sequence[Any], friction: dict[str, list[Any]]) -> None:
         """Value at risk of open friction follows the customer's metrics (spend, open
@@ -746,16 +744,10 @@ class _Transaction(MergeMoves):
             for f in flags:
                 value = value_at_risk(f.rule_id, {}, by_customer.get(customer))
                 if value != f.value_at_risk:
-                    changed.append({"f": f.flag_id, "v": value})
+                    changed.append({"flag_id": f.flag_id, "value_at_risk": value})
                     key = (day_of(f.occurred_at), f.journey, f.stage or "", f.rule_id, f.channel)
                     self.daily[key][1] += value - Decimal(f.value_at_risk)
-        if changed:
-            self.conn.execute(
-                update(FrictionEvent)
-                .where(FrictionEvent.flag_id == bindparam("f"))
-                .values(value_at_risk=bindparam("v")),
-                changed,
-            )
+        update_many(self.conn, FrictionEvent, "flag_id", changed)
 
 
 def replace_customer(event: Event, final: dict[str, str]) -> Event:

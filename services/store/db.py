@@ -18,8 +18,10 @@ from services.errors import StoreUnavailable
 from services.settings import Settings
 
 
-def engine_for(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets its directory created and foreign keys enforced."""
+def engine_for(url: str, *, pre_ping: bool = True) -> Engine:
+    """An engine for ``url``; SQLite gets its directory created and foreign keys enforced.
+    ``pre_ping`` tests a pooled PostgreSQL connection with a round trip before each use; a
+    caller that retries on a lost connection anyway (the CRM sink) goes without it."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -35,7 +37,7 @@ def engine_for(url: str) -> Engine:
 
         return engine
     return create_engine(
-        url, pool_pre_ping=True, executemany_mode="values_plus_batch", json_serializer=_json
+        url, pool_pre_ping=pre_ping, executemany_mode="values_plus_batch", json_serializer=_json
     )
 
 

@@ -11,6 +11,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from services.crm.bulk import JSON_FROM
 from services.crm.records import Batch, Undecodable, decode
 from services.crm.sink import CrmSink
 from services.store.db import engine_for, upgrade
@@ -248,7 +249,7 @@ def test_value_at_risk_follows_the_metrics_whatever_came_first(sink: CrmSink) ->
 
 
 def test_a_large_batch_round_trips_awkward_text(sink: CrmSink) -> None:
-    """Over 200 rows take PostgreSQL's JSON path: tabs, newlines, backslashes, quotes and
+    """A large batch takes PostgreSQL's JSON path: tabs, newlines, backslashes, quotes and
     non-ASCII text must come back as they went in."""
     awkward = 'tab\there, new\nline, back\\slash, "quote", \\N, ünïcødé 🛒'
     records = [
@@ -277,7 +278,7 @@ def test_a_large_batch_round_trips_awkward_text(sink: CrmSink) -> None:
     assert write(sink, *records) == 0
 
 
-@pytest.mark.parametrize("rows", [3, 300], ids=["executemany", "json"])
+@pytest.mark.parametrize("rows", [JSON_FROM - 1, 300], ids=["executemany", "json"])
 def test_nul_characters_in_attributes_are_stored(sink: CrmSink, rows: int) -> None:
     """The contract lets attribute strings carry any character; PostgreSQL text cannot hold
     NUL, so the sink stores it as U+FFFD instead of failing the batch (and stalling)."""
