@@ -25,8 +25,11 @@ up: $(STAMP)
 	$(BIN)/touchstream up $(ARGS)
 
 ## Lint, type-check and run the whole test suite (starts its own broker and PostgreSQL).
+## TEST_PROCESSES test processes run side by side (pytest-xdist), each with its own broker
+## and PostgreSQL; most tests wait on processes they started, so there are more than cores.
+TEST_PROCESSES ?= 4
 test: lint postgres-server chromium docker-compose
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadgroup $(ARGS)
 
 ## The tests start a throwaway PostgreSQL cluster from the server binaries (initdb, pg_ctl).
 ## Missing ones are installed when we may (root with apt-get); otherwise we say what to do.

@@ -23,9 +23,9 @@ from services.simulate import Scenario, generate
 from services.store.db import engine_for
 from tests.support import scenario as pipeline
 from tests.support.crm_truth import Truth, snapshot, truth
-from tests.support.services import start_worker
+from tests.support.services import HEAVY, start_worker
 
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(600), HEAVY]
 
 CUSTOMERS, DAYS = 300, 21
 _baseline: dict[str, Any] = {}  # the snapshot of the run without an outage, for the outage test

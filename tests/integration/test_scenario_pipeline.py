@@ -15,12 +15,12 @@ from services.settings import Settings
 from services.simulate import Scenario, generate
 from services.worker.journey import partition_of
 from tests.support import scenario as pipeline
-from tests.support.services import start_worker
+from tests.support.services import HEAVY, start_worker
 
 # 24,000 events through real workers, a day at a time: 70-90 s each when run alone, but the
 # two-worker run took ~280 s late in the full suite (shared broker, rebalances) and met the
 # suite-wide 300 s cap twice; its flags were complete by then (worker logs)
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(600), HEAVY]
 
 CUSTOMERS, DAYS = 1000, 21
 

@@ -28,7 +28,7 @@ from services.ops.probe import BrokerProbe
 from services.settings import Settings
 from services.simulate import Scenario, generate
 from tests.support import scenario as pipeline
-from tests.support.services import start_worker
+from tests.support.services import HEAVY, start_worker
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class RunSize:
             pytest.mark.postgres,
             pytest.mark.reliability,
             pytest.mark.timeout(self.timeout),
+            HEAVY,
         ]
 
     def scenario(self) -> Scenario:

@@ -25,6 +25,17 @@ from services.worker.app import ready_marker
 
 TEST_DATABASE_URL = "TOUCHSTREAM_TEST_DATABASE_URL"
 
+HEAVY = pytest.mark.xdist_group("heavy")
+"""Tests that push a whole scenario through workers (each a minute or more of CPU): under
+``make test``'s parallel run (pytest-xdist, ``--dist loadgroup``) they run one after another
+on one test process, first, while the other processes take the rest, so no two of them
+compete for this machine's two cores."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heavy tests first, so the longest queue starts at once."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
 
 def _unavailable(what: str, error: Exception) -> None:
     ci = " (CI=true: a missing service is a failure)" if os.environ.get("CI") == "true" else ""
