@@ -14,6 +14,7 @@ from services.worker.fetch_guard import (
     OffsetGuard,
     StallWatch,
     _ReadOffsets,
+    deliver_now,
     guarded_transport,
 )
 
@@ -207,3 +208,38 @@ def test_resuming_flow_that_was_not_suspended_keeps_what_was_queued() -> None:
         return queue.qsize()
 
     assert asyncio.run(queued_after_a_rebalance()) == 0
+
+
+def test_a_record_is_delivered_without_wait_first_only_when_nothing_would_wait() -> None:
+    """The drain loop's plain ``await`` is for deliveries that cannot block; anything that
+    could (suspended flow, a full stream queue, an overfull producer buffer) keeps Faust's
+    ``wait_first``, which gives way to a rebalance."""
+    from mode.utils.queues import FlowControlQueue
+
+    async def check() -> list[bool]:
+        app = faust.App("fetch-guard-deliver-test", broker="kafka://localhost:1")
+        app.flow_control = KeepQueuedFlowControl()
+        app.transport = guarded_transport(app, ["valid"])
+        consumer = app.consumer
+        queue: FlowControlQueue[int] = FlowControlQueue(  # as a stream's channel makes it
+            maxsize=1, flow_control=app.flow_control, clear_on_resume=True
+        )
+        app.flow_control.resume()
+        seen = [deliver_now(consumer)]  # flow running, queue empty
+        queue.put_nowait(1)
+        seen.append(deliver_now(consumer))  # the queue is full
+        queue.get_nowait()
+        app.flow_control.suspend()
+        seen.append(deliver_now(consumer))  # a rebalance suspended the flow
+        app.flow_control.resume()
+        consumer.suspend_flow.set()
+        seen.append(deliver_now(consumer))
+        consumer.suspend_flow.clear()
+        buffer = app.producer.buffer
+        buffer.max_messages = 0
+        buffer.pending.put_nowait(SimpleNamespace())
+        seen.append(deliver_now(consumer))  # the producer's buffer is over its limit
+        consumer._thread.thread_loop.close()  # made for the consumer's thread, never started
+        return seen
+
+    assert asyncio.run(check()) == [True, False, False, False, False]
