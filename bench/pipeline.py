@@ -361,6 +361,12 @@ def main() -> None:
             table_store="memory://",
             log_level="INFO",
         )
+        result["worker_settings"] = {  # TOUCHSTREAM_* variables of the run apply too
+            "worker_batch_size": settings.worker_batch_size,
+            "worker_batch_timeout": settings.worker_batch_timeout,
+            "producer_linger_ms": settings.producer_linger_ms,
+            "crm_sink_batch_size": settings.crm_sink_batch_size,
+        }
         upgrade(settings.store_url())
         ensure_topics(settings, broker.url)
         seconds = load(broker.url, settings.topics.raw, raw)
