@@ -110,8 +110,9 @@ class Settings(BaseSettings):
         "also writes from timers and batches (deploy/README.md, Table store).",
     )
     worker_batch_size: int = Field(
-        # 1,000 gave 916-953 events/s end to end, 4,000 gave 1,051-1,079 (bench/README.md);
-        # Faust buffers 4,096 records a stream, so more would wait for the batch timeout
+        # at 100,000 events 1,000 gave 916-953 events/s end to end, 4,000 gave 1,051-1,079;
+        # at 500,000, 880 against 906, one run each (bench/README.md). Faust buffers 4,096
+        # records a stream, so more would wait for the batch timeout
         default=4000,
         ge=1,
         description="Most events an agent takes from its stream at once.",

@@ -33,7 +33,8 @@ compete for this machine's two cores."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Heavy tests first, so the longest queue starts at once."""
+    """Grouped tests first (the heavy group, the longest queue, and the schemathesis file),
+    so their processes start on them at once."""
     items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
