@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine, func, select
 
-from services.crm.service import sink_backlog
+from services.crm.service import SinkBehind, wait_sink
 from services.emit import emit_lines
 from services.errors import TouchstreamError
 from services.reports.friction import FrictionReport, friction_report
@@ -95,13 +95,10 @@ def await_store(console: Console, settings: Settings, scenario: Scenario, timeou
 
 def await_sink(settings: Settings, broker_url: str, timeout: float) -> None:
     """Wait until the CRM sink has written everything on its topics (the last flags)."""
-    deadline = time.monotonic() + timeout
-    while (backlog := sink_backlog(settings, broker_url)) != 0:
-        if time.monotonic() > deadline:
-            raise TouchstreamError(
-                f"the CRM sink still has {backlog} records to write after {timeout:.0f}s"
-            )
-        time.sleep(1.0)
+    try:
+        wait_sink(settings, broker_url, timeout)
+    except SinkBehind as error:
+        raise TouchstreamError(str(error)) from None
 
 
 def report_of(settings: Settings, scenario: Scenario) -> FrictionReport:

@@ -296,10 +296,31 @@ async def run_sink(settings: Settings, broker_url: str, service: list[SinkServic
     await sink.run()
 
 
-def sink_backlog(settings: Settings, broker_url: str, *, timeout: float = 10.0) -> int | None:
-    """Records on the sink's topics it has not committed yet (None: the broker did not say
-    within ``timeout``). The end of a partition is the high watermark of a fetch from the
-    committed offset: the embedded broker's ListOffsets answer can stop short of it."""
+@dataclass(frozen=True)
+class SinkOffsets:
+    """Where the sink's group has committed on each partition of its topics, and where each
+    partition ends."""
+
+    committed: dict[KafkaPartition, int]
+    ends: dict[KafkaPartition, int]
+
+    @property
+    def backlog(self) -> int:
+        """Records on the sink's topics it has not committed yet."""
+        return self.short_of(self.ends)
+
+    def short_of(self, target: dict[KafkaPartition, int]) -> int:
+        """Records before ``target`` (offsets per partition) not committed yet."""
+        return sum(max(0, end - self.committed.get(tp, 0)) for tp, end in target.items())
+
+
+def sink_offsets(
+    settings: Settings, broker_url: str, *, timeout: float = 10.0
+) -> SinkOffsets | None:
+    """The sink group's committed offsets and the ends of its partitions (None: the broker
+    did not say within ``timeout``). The end of a partition is the high watermark of a fetch
+    from the committed offset: the embedded broker's ListOffsets answer can stop short of
+    it."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap_servers(broker_url),
         group_id=sink_group(settings),
@@ -321,7 +342,48 @@ def sink_backlog(settings: Settings, broker_url: str, *, timeout: float = 10.0) 
             consumer.poll(timeout_ms=200, max_records=1)
             ends = {tp: consumer.highwater(tp) for tp in tps}
             if all(end is not None for end in ends.values()):
-                return sum(max(0, (ends[tp] or 0) - committed[tp]) for tp in tps)
+                return SinkOffsets(committed, {tp: end or 0 for tp, end in ends.items()})
         return None
     finally:
         consumer.close()
+
+
+def sink_backlog(settings: Settings, broker_url: str, *, timeout: float = 10.0) -> int | None:
+    """Records on the sink's topics it has not committed yet (None: the broker did not say
+    within ``timeout``). Rarely 0 for long while a worker runs: the identity stage sends a
+    watermark record to every ``resolved`` partition every few seconds, idle or not; to wait
+    for the sink, use :func:`wait_sink`."""
+    offsets = sink_offsets(settings, broker_url, timeout=timeout)
+    return None if offsets is None else offsets.backlog
+
+
+class SinkBehind(TimeoutError):
+    """The sink did not commit what it was waited for in time."""
+
+
+def wait_sink(
+    settings: Settings, broker_url: str, timeout: float, *, rounds: int = 1, pause: float = 2.0
+) -> None:
+    """Until the sink has committed every record that was on its topics when the wait began;
+    with ``rounds`` > 1, ``pause`` seconds later the same again for what came meanwhile (a
+    journey stage still sending its last flags), and so on. The target is fixed when a round
+    begins, not "a backlog of 0": records that keep coming (the identity stage's periodic
+    watermarks) would put that off for as long as they come. :class:`SinkBehind` after
+    ``timeout`` seconds, with how many records are left."""
+    deadline = time.monotonic() + timeout
+    left: int | None = None
+    for round_ in range(rounds):
+        if round_:
+            time.sleep(pause)
+        target: dict[KafkaPartition, int] | None = None
+        while True:
+            offsets = sink_offsets(settings, broker_url, timeout=min(10.0, timeout))
+            if offsets is not None:
+                target = offsets.ends if target is None else target
+                left = offsets.short_of(target)
+                if left == 0:
+                    break
+            if time.monotonic() > deadline:
+                said = "the broker did not say how far" if left is None else f"{left:,} records"
+                raise SinkBehind(f"the CRM sink is still behind after {timeout:.0f}s: {said}")
+            time.sleep(0.5)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services.crm.service import sink_backlog
+from services.crm.service import SinkBehind, sink_backlog, wait_sink
 from services.crm.view import customer_360
 from services.embedded.postgres import ThrowawayPostgres
 from services.settings import Settings
@@ -45,15 +44,13 @@ def _crm_settings(settings: Settings, url: str) -> Settings:
 
 
 def wait_stored(settings: Settings, timeout: float = 180.0) -> None:
-    """Until the sink has committed everything on its topics, twice in a row 2 s apart (the
-    journey stage may still be sending the last flags when the first check passes)."""
-    broker = settings.broker_url or ""
-    deadline, quiet = time.monotonic() + timeout, 0
-    while quiet < 2:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"CRM sink still behind after {timeout:.0f}s")
-        time.sleep(2.0)
-        quiet = quiet + 1 if sink_backlog(settings, broker) == 0 else 0
+    """Until the sink has committed everything on its topics, and 2 s later what came
+    meanwhile (the journey stage may still be sending the last flags when the first round
+    ends)."""
+    try:
+        wait_sink(settings, settings.broker_url or "", timeout, rounds=2)
+    except SinkBehind as error:
+        raise AssertionError(str(error)) from None
 
 
 def _events(scenario: Scenario) -> set[str]:
