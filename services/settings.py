@@ -111,11 +111,21 @@ class Settings(BaseSettings):
     )
     worker_batch_size: int = Field(
         # at 100,000 events 1,000 gave 916-953 events/s end to end, 4,000 gave 1,051-1,079;
-        # at 500,000, 880 against 906, one run each (bench/README.md). Faust buffers 4,096
-        # records a stream, so more would wait for the batch timeout
+        # at 500,000, 880 against 906, one run each (bench/README.md). A batch larger than
+        # worker_stream_buffer would wait for the batch timeout
         default=4000,
         ge=1,
         description="Most events an agent takes from its stream at once.",
+    )
+    worker_stream_buffer: int = Field(
+        # 100,000-event A/B: Faust's 4,096 gave 1,051-1,079 events/s end to end, 16,384 gave
+        # 1,484 (also with 4 MiB fetches), 65,536 1,489; 4 MiB fetches alone 1,079
+        default=16384,
+        ge=1,
+        description="Records fetched for an agent that wait in its stream's buffer. When one "
+        "agent's buffer is full, the worker's consumer waits before it hands records to any "
+        "agent, so a small buffer on the busiest topic starves the others (identity behind "
+        "validate). Each waiting record is held in memory.",
     )
     worker_batch_timeout: float = Field(
         default=0.05,

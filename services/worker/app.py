@@ -80,6 +80,7 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         broker_session_timeout=settings.consumer_session_timeout,
         broker_heartbeat_interval=settings.consumer_session_timeout / 5,
         broker_rebalance_timeout=max(30.0, settings.consumer_session_timeout),
+        stream_buffer_maxsize=settings.worker_stream_buffer,
         web_enabled=False,
         autodiscover=False,
     )
