@@ -364,6 +364,7 @@ def main() -> None:
         result["worker_settings"] = {  # TOUCHSTREAM_* variables of the run apply too
             "worker_batch_size": settings.worker_batch_size,
             "worker_batch_timeout": settings.worker_batch_timeout,
+            "worker_stream_buffer": settings.worker_stream_buffer,
             "producer_linger_ms": settings.producer_linger_ms,
             "crm_sink_batch_size": settings.crm_sink_batch_size,
         }
