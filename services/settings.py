@@ -118,14 +118,15 @@ class Settings(BaseSettings):
         description="Most events an agent takes from its stream at once.",
     )
     worker_stream_buffer: int = Field(
-        # 100,000-event A/B: Faust's 4,096 gave 1,051-1,079 events/s end to end, 16,384 gave
-        # 1,484 (also with 4 MiB fetches), 65,536 1,489; 4 MiB fetches alone 1,079
-        default=16384,
+        # Faust's default. 100,000-event A/B: 16,384 gave 1,055-1,484 events/s end to end
+        # against 895-1,111 (paired runs); at 500,000 events 845 against 855, p99 at 2,000/s
+        # 39.2 s against 22.0 s, peak RSS 381 against 341 MiB (bench/README.md)
+        default=4096,
         ge=1,
         description="Records fetched for an agent that wait in its stream's buffer. When one "
         "agent's buffer is full, the worker's consumer waits before it hands records to any "
-        "agent, so a small buffer on the busiest topic starves the others (identity behind "
-        "validate). Each waiting record is held in memory.",
+        "agent, so a small buffer on the busiest topic can starve the others (identity behind "
+        "validate while it reads a backlog). Each waiting record is held in memory.",
     )
     worker_batch_timeout: float = Field(
         default=0.05,
