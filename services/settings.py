@@ -119,8 +119,8 @@ class Settings(BaseSettings):
     )
     worker_stream_buffer: int = Field(
         # Faust's default. 100,000-event A/B: 16,384 gave 1,055-1,484 events/s end to end
-        # against 895-1,111 (paired runs); at 500,000 events 845 against 855, p99 at 2,000/s
-        # 39.2 s against 22.0 s, peak RSS 381 against 341 MiB (bench/README.md)
+        # against 895-1,111 (paired runs); at 500,000 events 845 against 855-857, peak RSS
+        # 381 against 341-344 MiB; p99 at 2,000/s 22-40 s either way (bench/README.md)
         default=4096,
         ge=1,
         description="Records fetched for an agent that wait in its stream's buffer. When one "
