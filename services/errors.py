@@ -11,6 +11,7 @@ __all__ = [
     "EmbeddedStackError",
     "FrictionTransitionRefused",
     "ReportError",
+    "SinkBehind",
     "StoreUnavailable",
     "TouchstreamError",
     "UnknownFriction",
@@ -48,3 +49,8 @@ class CrmImportError(TouchstreamError):
 class ReportError(TouchstreamError):
     """A report cannot be made as asked: a bad period or an unknown journey; the message
     says which and what is accepted."""
+
+
+class SinkBehind(TouchstreamError):
+    """The CRM sink did not commit what it was waited for in time; the message says how many
+    records were left."""

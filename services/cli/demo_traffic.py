@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine, func, select
 
-from services.crm.service import SinkBehind, wait_sink
 from services.emit import emit_lines
 from services.errors import TouchstreamError
 from services.reports.friction import FrictionReport, friction_report
@@ -24,7 +23,7 @@ from services.simulate import Scenario, generate
 from services.store.db import store_engine
 from services.store.models import Interaction
 
-__all__ = ["await_sink", "await_store", "report_of", "send_traffic", "simulated"]
+__all__ = ["await_store", "report_of", "send_traffic", "simulated"]
 
 CHUNK = 2000  # events a send; the bar moves per chunk
 
@@ -91,14 +90,6 @@ def await_store(console: Console, settings: Settings, scenario: Scenario, timeou
             progress.update(task, completed=len(ids))
     finally:
         engine.dispose()
-
-
-def await_sink(settings: Settings, broker_url: str, timeout: float) -> None:
-    """Wait until the CRM sink has written everything on its topics (the last flags)."""
-    try:
-        wait_sink(settings, broker_url, timeout)
-    except SinkBehind as error:
-        raise TouchstreamError(str(error)) from None
 
 
 def report_of(settings: Settings, scenario: Scenario) -> FrictionReport:

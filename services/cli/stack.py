@@ -25,6 +25,7 @@ from services.cli import demo_traffic as traffic
 from services.cli.admin import migrated
 from services.cli.friction import flags_table, read_flags
 from services.cli.options import BrokerOption, load_settings
+from services.crm.service import wait_sink
 from services.embedded.stack import EmbeddedStack, StackInfo
 from services.emit import emit_lines, jsonl_lines
 from services.errors import TouchstreamError
@@ -298,7 +299,7 @@ def demo(
             return ""
         traffic.await_store(out, settings, scenario, timeout)
         _settled_flags(info.broker_url, settings)
-        traffic.await_sink(settings, info.broker_url, timeout)
+        wait_sink(settings, info.broker_url, timeout)  # the last flags written
         report = traffic.report_of(settings, scenario)
         out.print(as_table(report, brief=True, limit=DEMO_REPORT_ROWS))
         first, until = report.since.date(), report.until.date()

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from schemas.records import DeadLetter, DeadLetterError, SourceRecord
 from services.crm.records import Batch, Undecodable, decode
 from services.crm.sink import CrmSink, Written
-from services.errors import StoreUnavailable
+from services.errors import SinkBehind, StoreUnavailable
 from services.settings import Settings, bootstrap_servers
 from services.store.db import engine_for, upgrade
 
@@ -355,10 +355,6 @@ def sink_backlog(settings: Settings, broker_url: str, *, timeout: float = 10.0) 
     for the sink, use :func:`wait_sink`."""
     offsets = sink_offsets(settings, broker_url, timeout=timeout)
     return None if offsets is None else offsets.backlog
-
-
-class SinkBehind(TimeoutError):
-    """The sink did not commit what it was waited for in time."""
 
 
 def wait_sink(

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services.crm.service import SinkBehind, sink_backlog, wait_sink
+from services.crm.service import sink_backlog, wait_sink
 from services.crm.view import customer_360
 from services.embedded.postgres import ThrowawayPostgres
+from services.errors import SinkBehind
 from services.settings import Settings
 from services.simulate import Scenario, generate
 from services.store.db import engine_for

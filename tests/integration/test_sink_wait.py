@@ -14,7 +14,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from services.crm.service import SinkBehind, sink_backlog, sink_group, wait_sink
+from services.crm.service import sink_backlog, sink_group, wait_sink
+from services.errors import SinkBehind
 from services.kafka import ensure_topics, producer
 from services.settings import Settings, bootstrap_servers
 
