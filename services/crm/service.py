@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaPartition
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
@@ -27,7 +26,8 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from schemas.records import DeadLetter, DeadLetterError, SourceRecord
 from services.crm.records import Batch, Undecodable, decode
 from services.crm.sink import CrmSink, Written
-from services.errors import SinkBehind, StoreUnavailable
+from services.errors import BrokerUnavailable, SinkBehind, StoreUnavailable
+from services.ops.probe import BrokerProbe
 from services.settings import Settings, bootstrap_servers
 from services.store.db import engine_for, upgrade
 
@@ -314,38 +314,34 @@ class SinkOffsets:
         return sum(max(0, end - self.committed.get(tp, 0)) for tp, end in target.items())
 
 
+def sink_probe(settings: Settings, broker_url: str, *, timeout: float = 10.0) -> BrokerProbe:
+    """A broker probe of the sink's group on its topics (no members, no tails)."""
+    topics = list(sink_topics(settings))
+    group = sink_group(settings)
+    return BrokerProbe(broker_url, topics, {group: topics}, timeout=timeout, members=False)
+
+
 def sink_offsets(
-    settings: Settings, broker_url: str, *, timeout: float = 10.0
+    settings: Settings,
+    broker_url: str,
+    *,
+    timeout: float = 10.0,
+    probe: BrokerProbe | None = None,
 ) -> SinkOffsets | None:
     """The sink group's committed offsets and the ends of its partitions (None: the broker
-    did not say within ``timeout``). The end of a partition is the high watermark of a fetch
-    from the committed offset: the embedded broker's ListOffsets answer can stop short of
-    it."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers(broker_url),
-        group_id=sink_group(settings),
-        enable_auto_commit=False,
-        client_id="touchstream-crm-sink-lag",
-    )
+    did not answer within ``timeout``), sampled by ``probe`` (kept by the caller between
+    samples) or a probe made for this one. A partition the group never committed on counts
+    from its log start; the end is a fetch's high watermark (see :mod:`services.ops.probe`)."""
+    own = probe is None
+    sampler = sink_probe(settings, broker_url, timeout=timeout) if probe is None else probe
     try:
-        tps = [
-            KafkaPartition(topic, p)
-            for topic in sink_topics(settings)
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(tps)
-        committed = {tp: consumer.committed(tp) or 0 for tp in tps}
-        for tp, offset in committed.items():
-            consumer.seek(tp, offset)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            consumer.poll(timeout_ms=200, max_records=1)
-            ends = {tp: consumer.highwater(tp) for tp in tps}
-            if all(end is not None for end in ends.values()):
-                return SinkOffsets(committed, {tp: end or 0 for tp, end in ends.items()})
+        snapshot = sampler.snapshot()
+    except BrokerUnavailable:
         return None
     finally:
-        consumer.close()
+        if own:
+            sampler.close()
+    return SinkOffsets(snapshot.committed[sink_group(settings)], snapshot.ends)
 
 
 def sink_backlog(settings: Settings, broker_url: str, *, timeout: float = 10.0) -> int | None:
@@ -368,18 +364,26 @@ def wait_sink(
     ``timeout`` seconds, with how many records are left."""
     deadline = time.monotonic() + timeout
     left: int | None = None
-    for round_ in range(rounds):
-        if round_:
-            time.sleep(pause)
-        target: dict[KafkaPartition, int] | None = None
-        while True:
-            offsets = sink_offsets(settings, broker_url, timeout=min(10.0, timeout))
-            if offsets is not None:
-                target = offsets.ends if target is None else target
-                left = offsets.short_of(target)
-                if left == 0:
-                    break
-            if time.monotonic() > deadline:
-                said = "the broker did not say how far" if left is None else f"{left:,} records"
-                raise SinkBehind(f"the CRM sink is still behind after {timeout:.0f}s: {said}")
-            time.sleep(0.5)
+    probe = sink_probe(settings, broker_url, timeout=min(10.0, timeout))
+    try:
+        for round_ in range(rounds):
+            if round_:
+                time.sleep(pause)
+            target: dict[KafkaPartition, int] | None = None
+            while True:
+                offsets = sink_offsets(settings, broker_url, probe=probe)
+                if offsets is not None:
+                    target = offsets.ends if target is None else target
+                    left = offsets.short_of(target)
+                    if left == 0:
+                        break
+                if time.monotonic() > deadline:
+                    said = (
+                        "the broker did not say how far"
+                        if left is None
+                        else f"{left:,} record{'' if left == 1 else 's'} left"
+                    )
+                    raise SinkBehind(f"the CRM sink is still behind after {timeout:.0f}s: {said}")
+                time.sleep(0.5)
+    finally:
+        probe.close()

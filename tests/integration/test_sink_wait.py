@@ -60,7 +60,7 @@ def test_behind_says_how_many_records_are_left(
     end = _send(settings, 3)
     _commit(committer, settings.topics.resolved, end - 1)
     assert sink_backlog(settings, settings.broker_url or "") == 1
-    with pytest.raises(SinkBehind, match=r"still behind after 2s: 1 records"):
+    with pytest.raises(SinkBehind, match=r"still behind after 2s: 1 record left"):
         wait_sink(settings, settings.broker_url or "", timeout=2.0)
     _commit(committer, settings.topics.resolved, end)
     wait_sink(settings, settings.broker_url or "", timeout=10.0, rounds=2, pause=0.5)
