@@ -39,6 +39,7 @@ import asyncio
 import gc
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -238,19 +239,24 @@ async def _paced(
 def latencies(
     broker_url: str, settings: Settings, sent: dict[str, float], kinds: dict[str, str]
 ) -> dict[str, Any]:
-    """Milliseconds from sending a flag's last evidence event to the flag record."""
+    """Milliseconds from sending a flag's last evidence event to the flag record, and how
+    that splits into the hops: send to the event's ``valid`` record (validate), to its
+    ``resolved`` record (identity), to the flag (journey), each a Kafka timestamp."""
     by_kind: dict[str, list[float]] = {}
     skipped: Counter[str] = Counter()
+    last: list[tuple[str, float, float]] = []  # evidence event, sent, flag's timestamp
     for record in read_to_end(broker_url, settings.topics.flags):
         flag = orjson.loads(record.value)
         kind = kinds.get(flag.get("rule_id", ""), "?")
-        times = [sent[e] for e in flag.get("evidence") or () if e in sent]
+        times = [(sent[e], e) for e in flag.get("evidence") or () if e in sent]
         if not times:
             continue  # a flag of the bulk run
         if kind not in TRIGGERED:
             skipped[kind] += 1
             continue
-        by_kind.setdefault(kind, []).append(record.timestamp / 1000 - max(times))
+        at, event = max(times)
+        by_kind.setdefault(kind, []).append(record.timestamp / 1000 - at)
+        last.append((event, at, record.timestamp / 1000))
     every = sorted(x for xs in by_kind.values() for x in xs)
     return {
         "flags": len(every),
@@ -258,7 +264,52 @@ def latencies(
         "left_out": dict(skipped),
         **{f"p{q}_ms": percentile_ms(every, q) for q in (50, 90, 99)},
         "max_ms": round(every[-1] * 1000) if every else None,
+        "hops": hops(broker_url, settings, last),
     }
+
+
+_EVENT_ID = re.compile(rb'"event_id":"([^"]+)"')
+
+
+def stamped(broker_url: str, topic: str, wanted: set[str]) -> dict[str, float]:
+    """The Kafka timestamp (epoch seconds) of each wanted event's record on ``topic`` (the
+    first, should it be there twice); control records are skipped."""
+    found: dict[str, float] = {}
+    for record in read_to_end(broker_url, topic, timeout=600):
+        value = record.value or b""
+        if value.startswith(b'{"control"'):
+            continue
+        match = _EVENT_ID.search(value)  # the event's own id comes first in both formats
+        if match is not None:
+            event = match.group(1).decode()
+            if event in wanted and event not in found:
+                found[event] = record.timestamp / 1000
+    return found
+
+
+def hops(
+    broker_url: str, settings: Settings, last: list[tuple[str, float, float]]
+) -> dict[str, Any]:
+    """Per hop, p50 / p99 / max milliseconds over the flags whose evidence was found on both
+    ``valid`` and ``resolved``."""
+    wanted = {event for event, _, _ in last}
+    valid = stamped(broker_url, settings.topics.valid, wanted)
+    resolved = stamped(broker_url, settings.topics.resolved, wanted)
+    split: dict[str, list[float]] = {"validate": [], "identity": [], "journey": []}
+    for event, at, flagged in last:
+        if event in valid and event in resolved:
+            split["validate"].append(valid[event] - at)
+            split["identity"].append(resolved[event] - valid[event])
+            split["journey"].append(flagged - resolved[event])
+    out: dict[str, Any] = {"flags": len(split["validate"])}
+    for hop, values in split.items():
+        values.sort()
+        out[hop] = {
+            "p50_ms": percentile_ms(values, 50),
+            "p99_ms": percentile_ms(values, 99),
+            "max_ms": round(values[-1] * 1000, 1) if values else None,
+        }
+    return out
 
 
 def percentile_ms(values: list[float], q: int) -> float | None:
