@@ -363,6 +363,12 @@ def main() -> None:
         action="store_true",
         help="the CRM sink as its own `touchstream sink` process (the worker runs none)",
     )
+    parser.add_argument(
+        "--keep-logs",
+        type=Path,
+        metavar="DIR",
+        help="copy the run's logs (broker, worker, sink) here before the run's files go",
+    )
     args = parser.parse_args()
     if args.quick:
         args.customers, args.events, args.latency_seconds = 5000, 20_000, 10
@@ -496,6 +502,11 @@ def main() -> None:
                 child.stop()
         broker.stop()
         cluster.stop()
+        if args.keep_logs is not None:  # the broker's, the worker's and the sink's logs
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log_file in work.rglob("*.log"):
+                shutil.copy2(log_file, args.keep_logs / log_file.name)
+            print(f"logs copied to {args.keep_logs}")
         shutil.rmtree(work, ignore_errors=True)
     path = write_result("pipeline", result)
     summary(result)
