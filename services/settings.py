@@ -133,6 +133,18 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds an agent waits to fill a batch before it handles what it has.",
     )
+    worker_fetch_max_wait_ms: int = Field(
+        # Faust's own is 1,500. At 200 events/s, where one worker keeps up, each hop's p99 was
+        # 0.6-0.9 s with it (bench/README.md, Latency by hop)
+        default=100,
+        ge=1,
+        le=10000,
+        description="Milliseconds the broker may hold the worker's fetch request when it has "
+        "no new records for it. The consumer keeps one fetch in flight per broker, and a "
+        "partition whose records are still being handed to the agents is left out of it, so "
+        "records that arrive there meanwhile wait for that fetch to return: up to this long. "
+        "Lower: less latency between the stages, a few more (empty) fetches when idle.",
+    )
     producer_linger_ms: int = Field(
         default=5,
         ge=0,

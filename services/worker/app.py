@@ -88,7 +88,11 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     app.flow_control = KeepQueuedFlowControl(loop=app.loop)
     topics = settings.topics
     # a fetch that skips offsets of these (never compacted) topics is read again
-    transport = app.transport = guarded_transport(app, [topics.raw, topics.valid, topics.resolved])
+    transport = app.transport = guarded_transport(
+        app,
+        [topics.raw, topics.valid, topics.resolved],
+        fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
+    )
 
     def bytes_topic(name: str, partitions: int = settings.partitions) -> faust.TopicT:
         return app.topic(

@@ -369,9 +369,12 @@ async def drain_messages(consumer: Any, fetcher: Any) -> None:  # pragma: no cov
         unset_flag(CONSUMER_FETCHING)
 
 
-def guarded_transport(app: Any, topics: Iterable[str]) -> Any:
+def guarded_transport(
+    app: Any, topics: Iterable[str], *, fetch_max_wait_ms: int | None = None
+) -> Any:
     """A Faust aiokafka transport for ``app`` whose consumer re-reads skipped offsets of
-    ``topics``. Set it as ``app.transport`` before the app starts."""
+    ``topics`` and, if given, lets the broker hold a fetch at most ``fetch_max_wait_ms``
+    (Faust fixes it at 1,500). Set it as ``app.transport`` before the app starts."""
     from faust.transport.drivers import aiokafka as driver
 
     guard = OffsetGuard(topics)
@@ -379,6 +382,12 @@ def guarded_transport(app: Any, topics: Iterable[str]) -> Any:
     servers = [f"{url.host}:{url.port or 9092}" for url in app.conf.broker_consumer]
 
     class GuardedThread(driver.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> Any:
+            consumer = super()._create_worker_consumer(transport)
+            if fetch_max_wait_ms is not None:  # read by the consumer's fetcher when it starts
+                consumer._fetch_max_wait_ms = fetch_max_wait_ms
+            return consumer
+
         async def _highwaters(self, partitions: Any) -> Mapping[Any, int]:
             """Where table changelogs end, for recovery: see :func:`fetched_ends`."""
             return await fetched_ends(servers, await super()._highwaters(partitions))
