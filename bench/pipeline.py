@@ -194,10 +194,11 @@ def follow(
         sample["rss_mib"] = round(process.memory_info().rss / 2**20, 1)
         sample["others_cores"] = round(others.cores(), 2)
         samples.append(sample)
-        caught_up = all(done == end and end > 0 for done, end in state.values())
+        # raw is loaded before the worker starts; a later topic may stay empty (no merges)
+        caught_up = state["validate"][1] > 0 and all(done == end for done, end in state.values())
         print(
             f"  {label} {sample['t']:7.1f} s  "
-            + "  ".join(f"{n} {d:,}/{e:,}" for n, (d, e) in state.items() if n != "sink_identity")
+            + "  ".join(f"{n} {d:,}/{e:,}" for n, (d, e) in state.items())
             + f"  rss {sample['rss_mib']:,.0f} MiB  others {sample['others_cores']:.1f}",
             flush=True,
         )
