@@ -73,6 +73,7 @@ from services.crm.service import sink_group, sink_topics  # noqa: E402
 from services.embedded.broker import EmbeddedBroker  # noqa: E402
 from services.embedded.postgres import ThrowawayPostgres  # noqa: E402
 from services.embedded.process import ManagedProcess  # noqa: E402
+from services.identity.stage import is_control  # noqa: E402
 from services.journeys.loader import default_maps_dir, load_maps  # noqa: E402
 from services.kafka import admin_client, ensure_topics, read_to_end  # noqa: E402
 from services.settings import Settings, bootstrap_servers  # noqa: E402
@@ -278,7 +279,7 @@ def stamped(broker_url: str, topic: str, wanted: set[str]) -> dict[str, float]:
     found: dict[str, float] = {}
     for record in read_to_end(broker_url, topic, timeout=600):
         value = record.value or b""
-        if value.startswith(b'{"control"'):
+        if is_control(value):
             continue
         match = _EVENT_ID.search(value)  # the event's own id comes first in both formats
         if match is not None:
