@@ -4,7 +4,7 @@ all of them, so a burst of merges costs what one does."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, any_, bindparam, delete, func, select, update
@@ -90,31 +90,6 @@ class MergeMoves:
         if returned:
             self._move(self._finals([first[loser] for loser in sorted(returned)]))
         return len(returned)
-
-    def plan(
-        self, merges: Sequence[MergeDecision], share: Callable[[str], int], shares: int
-    ) -> list[list[MergeDecision]] | None:
-        """``merges`` in ``shares`` parts by ``share`` of the customer each loser ends up in
-        (read before any is written). Every row a merge moves or writes (the loser's, its
-        survivor's, and the merges pointing at the loser) belongs to that customer, so the
-        parts touch disjoint rows and can be written at once, each in its own transaction.
-        ``None`` if the merges make a cycle: they are then written together, as one."""
-        first: dict[str, MergeDecision] = {}
-        for m in merges:
-            first.setdefault(m.loser, m)
-        links = self.survivors(set(first) | {m.winner for m in first.values()})
-        for loser, m in first.items():
-            if links[loser] == loser:  # a loser already merged keeps its survivor
-                links[loser] = m.winner
-        parts: list[list[MergeDecision]] = [[] for _ in range(shares)]
-        for m in merges:
-            current, hops = m.loser, 0
-            while links.get(current, current) != current:
-                current, hops = links[current], hops + 1
-                if hops > len(links):
-                    return None
-            parts[share(current)].append(m)
-        return parts
 
     def _finals(self, new: list[MergeDecision]) -> dict[str, str]:
         """Each new loser with the customer it ends up in (a winner may itself have lost)."""

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -34,7 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from services.crm.bulk import among, dialect_insert, update_many, upsert
 from services.crm.health import health_score, value_at_risk
 from services.crm.merges import MergeMoves
-from services.crm.records import PURCHASES, Batch, Event, MergeDecision, day_of, money
+from services.crm.records import PURCHASES, Batch, Event, day_of, money
 from services.journeys.engine import due_moment
 from services.store.models import (
     Customer,
@@ -79,8 +79,6 @@ class Written:
         )
 
 
-T = TypeVar("T")
-
 SHARD_FROM = 1000  # records (merges aside); a smaller batch is one transaction
 MERGE_LOCK = 5_418_302  # PostgreSQL advisory lock: merges against rows written meanwhile
 
@@ -101,12 +99,9 @@ class CrmSink:
     """Writes batches into the store at ``engine`` (PostgreSQL or SQLite).
 
     On PostgreSQL a batch of ``SHARD_FROM`` records or more is written through ``writers``
-    connections at once: its merges first, then each writer takes the records of a share of
-    the batch's customers (by the id they have after the merges) in its own transaction.
-    The merges are shared out the same way, by the customer each loser ends up in: one
-    transaction takes the merge lock alone and writes its share, the other writers write
-    theirs meanwhile in transactions of their own (the lock keeps other sinks out), and it
-    commits when they have. One writer's transaction waits on the server most of
+    connections at once: its merges first, in a transaction of their own, then each writer
+    takes the records of a share of the batch's customers (by the id they have after the
+    merges) in its own transaction. One writer's transaction waits on the server most of
     the time; with two the server and this process keep both cores busy. Every row is
     keyed by one customer, so writers never write the same row, except the daily
     aggregates, which each writes last, in one statement a table in key order (they wait
@@ -140,48 +135,14 @@ class CrmSink:
         with self.engine.begin() as conn:
             hold_merges(conn, exclusive=bool(batch.merges))
             first = _Transaction(conn, self.dialect, now)
-            merges = self._merge(first, batch.merges, now)
+            merges = first.merges(batch.merges)
             final = first.survivors(customer_ids(batch))
             first.finish()
         shares = split(batch, final, self.writers)
-        written = Written(merges=merges)
-        for result in self._fan_out(self._write_share, [(s, final, now) for s in shares]):
-            written += result
-        return written
-
-    def _merge(self, first: _Transaction, merges: Sequence[MergeDecision], now: datetime) -> int:
-        """The batch's merges, on ``first`` (which holds the merge lock alone, so the other
-        writers need not take it) and the other writers at once, each the merges whose
-        losers end up in its share of customers; how many were new."""
-        if not merges:
-            return 0
-        parts = first.plan(merges, lambda customer: share_of(customer, self.writers), self.writers)
-        if parts is None:
-            return first.merges(merges)
-        own, *others = parts
-        calls = [(own, first)] + [(part, None) for part in others if part]
-        return sum(self._fan_out(lambda part, tx: self._merge_share(part, tx, now), calls))
-
-    def _merge_share(
-        self, merges: list[MergeDecision], tx: _Transaction | None, now: datetime
-    ) -> int:
-        if tx is not None:
-            return tx.merges(merges)
-        with self.engine.begin() as conn:
-            share = _Transaction(conn, self.dialect, now)
-            moved = share.merges(merges)
-            share.finish()
-            return moved
-
-    def _fan_out(self, call: Callable[..., T], arguments: list[tuple[Any, ...]]) -> list[T]:
-        """``call`` for each of ``arguments``, the first on this thread and the others on the
-        writer threads; every call has ended when this returns or raises (a failed batch is
-        retried only then). The first failure is raised."""
-        assert self._pool is not None
-        pending = [self._pool.submit(call, *args) for args in arguments[1:]]
-        results: list[T | BaseException] = []
+        pending = [self._pool.submit(self._write_share, s, final, now) for s in shares[1:]]
+        results: list[Written | BaseException] = []
         try:
-            results.append(call(*arguments[0]))
+            results.append(self._write_share(shares[0], final, now))
         except Exception as error:  # the others finish before the batch may be retried
             results.append(error)
         for job in pending:
@@ -190,7 +151,11 @@ class CrmSink:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        return results  # type: ignore[return-value]
+        written = Written(merges=merges)
+        for result in results:
+            assert isinstance(result, Written)
+            written += result
+        return written
 
     def _write_share(self, batch: Batch, final: dict[str, str], now: datetime) -> Written:
         with self.engine.begin() as conn:
@@ -210,18 +175,13 @@ def customer_ids(batch: Batch) -> set[str]:
     return ids | {t.customer_id for t in batch.transitions} | {f.customer_id for f in batch.flags}
 
 
-def share_of(customer: str, shares: int) -> int:
-    """Which of ``shares`` writers writes ``customer``'s rows."""
-    return zlib.crc32(customer.encode()) % shares
-
-
 def split(batch: Batch, final: dict[str, str], shares: int) -> list[Batch]:
     """``batch``'s events, transitions and flags in ``shares`` parts by customer (merges
     are written before)."""
     parts = [Batch() for _ in range(shares)]
 
     def part(customer: str) -> Batch:
-        return parts[share_of(final[customer], shares)]
+        return parts[zlib.crc32(final[customer].encode()) % shares]
 
     for e in batch.events:
         part(e.customer_id).events.append(e)

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from services.crm.bulk import JSON_FROM
-from services.crm.records import Batch, MergeDecision, Undecodable, decode
-from services.crm.sink import CrmSink, _Transaction
+from services.crm.records import Batch, Undecodable, decode
+from services.crm.sink import CrmSink
 from services.store.db import engine_for, upgrade
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -228,30 +228,6 @@ def test_a_chain_of_merges_ends_at_the_last_survivor(sink: CrmSink) -> None:
         "cus-1",
     )
     assert one(sink, "SELECT count(*) FROM merges WHERE winner = 'cus-1'") == (2,)
-
-
-def decisions(*pairs: str) -> list[MergeDecision]:
-    batch = Batch()
-    for pair in pairs:
-        loser, winner = pair.split(">")
-        decode(*merge(loser, winner), batch)
-    return batch.merges
-
-
-def test_merges_are_shared_out_by_the_customer_each_loser_ends_up_in(sink: CrmSink) -> None:
-    write(sink, merge("x", "a"))  # already stored: x's rows are a's
-    with sink.engine.connect() as conn:
-        planner = _Transaction(conn, sink.dialect, NOW)
-        shares = {"d": 0, "f": 1}
-        parts = planner.plan(decisions("a>b", "c>b", "b>d", "e>f", "x>f"), shares.__getitem__, 2)
-        assert parts is not None
-        # a's chain ends at d through b; x lost to a before, so its new merge counts for
-        # nothing and goes where a's rows go
-        assert [[(m.loser, m.winner) for m in part] for part in parts] == [
-            [("a", "b"), ("c", "b"), ("b", "d"), ("x", "f")],
-            [("e", "f")],
-        ]
-        assert planner.plan(decisions("g>h", "h>g"), lambda _: 0, 2) is None
 
 
 def test_an_unreadable_record_says_why() -> None:
