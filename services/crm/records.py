@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from services.crm.health import money
-from services.identity.graph import identifier_key
+from services.identity.graph import normalised
 
 __all__ = [
     "PURCHASES",
@@ -180,7 +180,7 @@ def _event(record: dict[str, Any], batch: Batch, *, nul: bool = False) -> None:
     received = record.get("received_at")
     attributes = event.get("attributes") or {}
     identifiers = tuple(
-        (kind, identifier_key(kind, value).partition(":")[2])
+        (kind, normalised(kind, value))
         for kind, value in sorted(event["identity"].items())
         if isinstance(value, str)
     )

@@ -83,7 +83,12 @@ class Profile:
 
 
 def identifier_key(kind: str, value: str) -> str:
-    return f"{kind}:{value.lower() if kind == 'email' else value}"
+    return f"{kind}:{normalised(kind, value)}"
+
+
+def normalised(kind: str, value: str) -> str:
+    """An identifier's value as profiles are matched on it (emails regardless of case)."""
+    return value.lower() if kind == "email" else value
 
 
 def generated_id(key: str) -> str:
