@@ -329,9 +329,10 @@ def sink_offsets(
     probe: BrokerProbe | None = None,
 ) -> SinkOffsets | None:
     """The sink group's committed offsets and the ends of its partitions (None: the broker
-    did not answer within ``timeout``), sampled by ``probe`` (kept by the caller between
-    samples) or a probe made for this one. A partition the group never committed on counts
-    from its log start; the end is a fetch's high watermark (see :mod:`services.ops.probe`)."""
+    did not answer in time), sampled by ``probe`` (kept by the caller between samples; the
+    timeout it was made with applies) or a probe made for this one with ``timeout``. A
+    partition the group never committed on counts from its log start; the end is a fetch's
+    high watermark (see :mod:`services.ops.probe`)."""
     own = probe is None
     sampler = sink_probe(settings, broker_url, timeout=timeout) if probe is None else probe
     try:
