@@ -425,7 +425,6 @@ def main() -> None:
             "worker_batch_timeout": settings.worker_batch_timeout,
             "worker_stream_buffer": settings.worker_stream_buffer,
             "worker_fetch_max_wait_ms": settings.worker_fetch_max_wait_ms,
-            "worker_gc_young": settings.worker_gc_young,
             "producer_linger_ms": settings.producer_linger_ms,
             "crm_sink_batch_size": settings.crm_sink_batch_size,
         }

@@ -152,20 +152,6 @@ class Settings(BaseSettings):
         description="Milliseconds the worker's producer waits to fill a batch before sending. "
         "0 sends each record at once: many tiny requests, a fraction of the throughput.",
     )
-    worker_gc_young: int = Field(
-        # Python's own is 700. With it a worker applying ~1,000 events/s ran a full
-        # collection every 2-3 s, 120-220 ms each with the loop stopped (bench/README.md, GC)
-        default=50_000,
-        ge=0,
-        le=10_000_000,
-        description="Allocations of container objects between two young-generation garbage "
-        "collections in the worker and sink processes (Python's first threshold). A record "
-        "in flight (fetched, batched, being written) that lives through a young collection "
-        "is promoted, and promotions make Python scan the whole heap, with every agent "
-        "stopped meanwhile; a higher value lets most of them die young. The objects made "
-        "before the worker starts are frozen out of collections too. 0 keeps Python's "
-        "defaults.",
-    )
     crm_sink_enabled: bool = Field(
         default=True,
         description="Run the CRM sink inside each worker: it writes resolved events, identity "

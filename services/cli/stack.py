@@ -138,11 +138,9 @@ def sink(broker: BrokerOption = None) -> None:
     import logging
 
     from services.crm.service import run_sink
-    from services.worker.collector import tune_collector
 
     settings = load_settings(broker_url=broker)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    tune_collector(settings.worker_gc_young)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_sink(settings, resolve_broker_url(settings), []))
 

@@ -9,7 +9,6 @@ import faust
 from services.kafka import ensure_topics
 from services.settings import Settings
 from services.worker.app import create_app, ready_marker
-from services.worker.collector import tune_collector
 
 
 def run_worker(settings: Settings, broker_url: str) -> None:
@@ -18,7 +17,6 @@ def run_worker(settings: Settings, broker_url: str) -> None:
     ensure_topics(settings, broker_url)
     app = create_app(settings, broker_url)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
-    tune_collector(settings.worker_gc_young)
     try:
         worker.execute_from_commandline()
     finally:
