@@ -9,6 +9,7 @@ import orjson
 from kafka.errors import KafkaError
 
 from schemas.events import IDENTITY_KINDS
+from services.identity.graph import normalised
 from services.kafka import producer
 from services.worker.triage import partition_key
 
@@ -42,8 +43,7 @@ def raw_key(payload: bytes) -> bytes | None:
     for kind in IDENTITY_KINDS:
         value = identity.get(kind)
         if isinstance(value, str) and value:
-            value = value.lower() if kind == "email" else value
-            return partition_key(kind, value).encode()
+            return partition_key(kind, normalised(kind, value)).encode()
     return None
 
 

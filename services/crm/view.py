@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from services.crm.health import health, last_contact
+from services.identity.graph import normalised
 from services.store.models import (
     Customer,
     FrictionEvent,
@@ -186,8 +187,7 @@ def friction_item(row: FrictionEvent) -> FrictionItem:
 
 def normalise(kind: str, value: str) -> str:
     """An identifier as the identities table keeps it (email compared case-insensitively)."""
-    value = value.strip()
-    return value.lower() if kind == "email" else value
+    return normalised(kind, value.strip())
 
 
 def _session(source: Engine | Session) -> Session:
