@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,8 +119,15 @@ def producer(broker_url: str, *, timeout: float = 10.0, **config: object) -> Kaf
         raise _unreachable(broker_url, timeout, error) from error
 
 
-def read_to_end(broker_url: str, topic: str, *, timeout: float = 30.0) -> Iterator[ConsumerRecord]:
-    """Yield every record of ``topic`` from the beginning to the end seen at the start.
+def read_to_end(
+    broker_url: str,
+    topic: str,
+    *,
+    timeout: float = 30.0,
+    start: Mapping[int, int] | None = None,
+) -> Iterator[ConsumerRecord]:
+    """Yield every record of ``topic`` from the beginning (or, for the partitions in
+    ``start``, from that offset) to the end seen at the start.
 
     The end is the high watermark a fetch response reports: the embedded broker's
     ListOffsets(latest) answer is the base offset of the last batch plus one, not the
@@ -139,6 +146,9 @@ def read_to_end(broker_url: str, topic: str, *, timeout: float = 30.0) -> Iterat
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            if start and tp.partition in start:
+                consumer.seek(tp, start[tp.partition])
         ends: dict[TopicPartition, int] = {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

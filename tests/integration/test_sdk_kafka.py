@@ -111,6 +111,33 @@ def test_emit_many_sends_the_validated_bytes(settings: Settings) -> None:
     assert [orjson.loads(r.value) for r in records] == sorted(events, key=lambda e: e["event_id"])
 
 
+def test_read_to_end_from_given_offsets_reads_only_what_came_after(settings: Settings) -> None:
+    url, topic = _raw_topic(settings)
+
+    def view(name: str, i: int) -> dict[str, Any]:
+        return example(
+            "web.page_view",
+            event_id=f"{name}-{i}",
+            source="web-shop",
+            identity={"customer_id": f"cus-{i}"},  # spread over the partitions
+        )
+
+    first = [view("before", i) for i in range(40)]
+    later = [view("after", i) for i in range(25)]
+    with Emitter.kafka("web-shop", url, topic=topic) as emitter:
+        emitter.emit_many(first)
+        assert emitter.flush(timeout=30).sent == len(first)
+    start: dict[int, int] = {}
+    for record in read_to_end(url, topic):
+        start[record.partition] = record.offset + 1
+    with Emitter.kafka("web-shop", url, topic=topic) as emitter:
+        emitter.emit_many(later)
+        assert emitter.flush(timeout=30).sent == len(later)
+    ids = sorted(orjson.loads(r.value)["event_id"] for r in read_to_end(url, topic, start=start))
+    assert ids == sorted(e["event_id"] for e in later)  # every later one; none from before
+    assert len(list(read_to_end(url, topic))) == len(first) + len(later)
+
+
 def test_constructing_against_a_dead_port_says_so_quickly() -> None:
     url = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
