@@ -33,7 +33,6 @@ from services.store.db import engine_for, upgrade
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT = 5.0  # seconds each Kafka client gets to stop
-DECODE_CHUNK = 500  # records decoded between two turns of the event loop (~10 ms)
 
 
 def sink_group(settings: Settings) -> str:
@@ -148,17 +147,12 @@ class SinkService:
     async def _decode(
         self, records: list[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer
     ) -> Batch:
-        """``records`` decoded, the event loop let go every ``DECODE_CHUNK`` of them: in the
-        worker the loop also runs the agents, and a batch of 20,000 records takes ~0.3 s to
-        decode, a stall every agent would wait out."""
         batch = Batch()
-        for done, record in enumerate(records, 1):
+        for record in records:
             try:
                 decode(self.kinds[record.topic], record.value or b"", batch)
             except Undecodable as error:
                 await self._dead_letter(producer, record, str(error))
-            if done % DECODE_CHUNK == 0:
-                await asyncio.sleep(0)
         return batch
 
     async def _dead_letter(
