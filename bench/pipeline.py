@@ -256,8 +256,8 @@ def latencies(
     by_kind: dict[str, list[float]] = {}
     skipped: Counter[str] = Counter()
     last: list[tuple[str, float, float]] = []  # evidence event, sent, flag's timestamp
-    flags = settings.topics.flags
-    for record in read_to_end(broker_url, flags, start=starts.get(flags)):
+    t = settings.topics
+    for record in read_to_end(broker_url, t.flags, start=starts.get(t.flags)):
         flag = orjson.loads(record.value)
         kind = kinds.get(flag.get("rule_id", ""), "?")
         times = [(sent[e], e) for e in flag.get("evidence") or () if e in sent]
@@ -270,9 +270,9 @@ def latencies(
         by_kind.setdefault(kind, []).append(record.timestamp / 1000 - at)
         last.append((event, at, record.timestamp / 1000))
     every = sorted(x for xs in by_kind.values() for x in xs)
-    t = settings.topics
-    valid = stamped(broker_url, t.valid, set(sent), starts.get(t.valid))
-    resolved = stamped(broker_url, t.resolved, set(sent), starts.get(t.resolved))
+    wanted = set(sent)
+    valid = stamped(broker_url, t.valid, wanted, starts.get(t.valid))
+    resolved = stamped(broker_url, t.resolved, wanted, starts.get(t.resolved))
     return {
         "flags": len(every),
         "by_kind": {k: len(v) for k, v in by_kind.items()},
