@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from services.crm.bulk import JSON_FROM
 from services.crm.records import Batch, Undecodable, decode
-from services.crm.sink import CrmSink
+from services.crm.sink import CrmSink, _Transaction
 from services.store.db import engine_for, upgrade
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -303,3 +303,39 @@ def test_nul_characters_in_attributes_are_stored(sink: CrmSink, rows: int) -> No
             sa.select(sa.column("attributes", sa.JSON)).select_from(sa.table("interactions"))
         ).scalars()
         assert {a["note"]["text"] for a in notes} == {"a\ufffdb"}
+
+
+@pytest.mark.postgres
+def test_merge_moves_plan_with_index_scans_and_the_rest_of_the_batch_as_before(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge moves run with ``enable_seqscan`` off (a few hundred ids, found through
+    indexes); the statements after them in the same transaction plan as configured."""
+    upgrade(database_url)
+    sink = CrmSink(engine_for(database_url), clock=lambda: NOW)
+    seen: dict[str, str] = {}
+    move, finish = _Transaction._move, _Transaction.finish
+
+    def setting(tx: _Transaction) -> str:
+        return str(tx.conn.execute(sa.text("SHOW enable_seqscan")).scalar_one())
+
+    def spied_move(tx: _Transaction, moves: dict[str, str]) -> None:
+        seen["move"] = setting(tx)
+        move(tx, moves)
+
+    def spied_finish(tx: _Transaction) -> None:
+        seen["after"] = setting(tx)
+        finish(tx)
+
+    monkeypatch.setattr(_Transaction, "_move", spied_move)
+    monkeypatch.setattr(_Transaction, "finish", spied_finish)
+    write(sink, event("a1", "web.page_view", "anon-1", 0 * H, url="u", session_id="s"))
+    written = write(
+        sink,
+        merge("anon-1", "cus-1"),
+        event("w1", "web.page_view", "cus-1", H, url="u", session_id="s"),
+    )
+    assert written == 2  # the merge and the event, in one transaction
+    assert seen == {"move": "off", "after": "on"}
+    assert one(sink, "SELECT count(*), min(customer_id) FROM interactions") == (2, "cus-1")
+    sink.engine.dispose()
