@@ -36,6 +36,7 @@ import pstats
 import random
 import re
 import sys
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -155,17 +156,20 @@ class Statements:
     def __init__(self, engine: sa.Engine) -> None:
         self.calls = Counter[str]()
         self.seconds: dict[str, float] = defaultdict(float)
-        self._began = 0.0
+        self._lock = threading.Lock()
         sa.event.listen(engine, "before_cursor_execute", self._before)
         sa.event.listen(engine, "after_cursor_execute", self._after)
 
-    def _before(self, *_: Any) -> None:
-        self._began = time.perf_counter()
+    # the writers run statements at once, each on its own connection: the start is kept there
+    def _before(self, conn: sa.Connection, *_: Any) -> None:
+        conn.info["statement_began"] = time.perf_counter()
 
-    def _after(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def _after(self, conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        took = time.perf_counter() - conn.info.pop("statement_began")
         what = statement_kind(statement)
-        self.calls[what] += 1
-        self.seconds[what] += time.perf_counter() - self._began
+        with self._lock:
+            self.calls[what] += 1
+            self.seconds[what] += took
 
     def mark(self) -> tuple[Counter[str], dict[str, float]]:
         return self.calls.copy(), dict(self.seconds)
