@@ -7,7 +7,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, any_, bindparam, delete, func, select, update
+from sqlalchemy import (
+    Connection,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -88,25 +98,22 @@ class MergeMoves:
             )
         }
         if returned:
-            previous = self._seqscan("off")
+            self._seqscan("off")
             self._move(self._finals([first[loser] for loser in sorted(returned)]))
-            self._seqscan(previous)
+            self._seqscan("DEFAULT")
         return len(returned)
 
-    def _seqscan(self, value: str) -> str:
-        """Set PostgreSQL's ``enable_seqscan`` for the rest of the transaction; the value it
-        had. A batch's merges touch the rows of a few hundred losers and survivors, which
-        their ``customer_id`` indexes find in a few milliseconds; the planner, costing
-        random reads as from a disk (``random_page_cost`` 4) and with statistics that lag a
-        growing table, scanned whole tables instead: in the CRM bench 10-15 ms a statement
-        on ``customers`` and ``journey_states``, up to 100 ms on ``interactions``, a few
-        hundred milliseconds of each batch's serial merge transaction. A transaction that
-        fails is rolled back with the setting."""
-        if self.conn.dialect.name != "postgresql":
-            return value
-        before = self.conn.execute(select(func.current_setting("enable_seqscan"))).scalar_one()
-        self.conn.execute(select(func.set_config("enable_seqscan", value, True)))
-        return str(before)
+    def _seqscan(self, value: str) -> None:
+        """Set PostgreSQL's ``enable_seqscan`` for the rest of the transaction (``DEFAULT``:
+        back to the database's). A batch's merges touch the rows of a few hundred losers
+        and survivors, which their ``customer_id`` indexes find in a few milliseconds; the
+        planner, costing random reads as from a disk (``random_page_cost`` 4) and with
+        statistics that lag a growing table, scanned whole tables instead: in the CRM bench
+        10-15 ms a statement on ``customers`` and ``journey_states``, up to 100 ms on
+        ``interactions``, some 130 ms of each batch's serial merge transaction. A
+        transaction that fails is rolled back with the setting."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(text(f"SET LOCAL enable_seqscan TO {value}"))
 
     def _finals(self, new: list[MergeDecision]) -> dict[str, str]:
         """Each new loser with the customer it ends up in (a winner may itself have lost)."""
@@ -124,8 +131,7 @@ class MergeMoves:
         losers = sorted(moves)
         self._repoint(Merge.winner, Merge.winner, moves)
         self._repoint(Merge.loser, Merge.winner, moves)
-        for model in MOVED:
-            self._repoint(model.customer_id, model.customer_id, moves)
+        self._repoint_owners(moves)
         self._move_journeys(losers, moves)
         self._move_metrics(losers, moves)
         self._move_customers(losers, moves)
@@ -157,6 +163,36 @@ class MergeMoves:
             update(key.class_)
             .where(key == any_(bindparam("l", type_=ids)), key == pairs.c.l)
             .values({target: pairs.c.w}),
+            {"l": losers, "w": [moves[loser] for loser in losers]},
+        )
+
+    def _repoint_owners(self, moves: dict[str, str]) -> None:
+        """Give every row of the ``MOVED`` tables whose ``customer_id`` is a loser to its
+        survivor. PostgreSQL takes one statement, an ``UPDATE`` a table in a ``WITH``, each
+        as :meth:`_repoint` builds it: seven round trips were some 40 ms of the serial
+        merge transaction, mostly waiting for the interpreter lock to come back after the
+        server had answered."""
+        if self.conn.dialect.name != "postgresql":
+            for model in MOVED:
+                self._repoint(model.customer_id, model.customer_id, moves)
+            return
+        losers = sorted(moves)
+        ids = ARRAY(Merge.loser.type)
+        given = bindparam("l", type_=ids)
+        pairs = select(
+            func.unnest(given, bindparam("w", type_=ids))
+            .table_valued("l", "w")
+            .render_derived(name="given")
+        ).cte("moves")
+        updates = [
+            update(model)
+            .where(model.customer_id == any_(given), model.customer_id == pairs.c.l)
+            .values(customer_id=pairs.c.w)
+            .cte(f"moved_{model.__tablename__}")
+            for model in MOVED
+        ]
+        self.conn.execute(
+            select(literal(1)).add_cte(*updates),
             {"l": losers, "w": [moves[loser] for loser in losers]},
         )
 
