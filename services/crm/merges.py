@@ -129,9 +129,10 @@ class MergeMoves:
     def _move(self, moves: dict[str, str]) -> None:
         """Point merges at each loser's final survivor and move the loser's rows."""
         losers = sorted(moves)
-        self._repoint(Merge.winner, Merge.winner, moves)
-        self._repoint(Merge.loser, Merge.winner, moves)
-        self._repoint_owners(moves)
+        # one statement each: a new merge's row can match both (its survivor a loser too)
+        self._repoint([(Merge.winner, Merge.winner)], moves)
+        self._repoint([(Merge.loser, Merge.winner)], moves)
+        self._repoint([(model.customer_id, model.customer_id) for model in MOVED], moves)
         self._move_journeys(losers, moves)
         self._move_metrics(losers, moves)
         self._move_customers(losers, moves)
@@ -140,43 +141,25 @@ class MergeMoves:
         self.itemized -= set(losers)
         self.itemized |= set(moves.values())
 
-    def _repoint(self, key: Any, target: Any, moves: dict[str, str]) -> None:
-        """Set ``target`` to the survivor in every row whose ``key`` is a loser. PostgreSQL
-        does all of them in one statement: the rows are found through ``key``'s index
-        (``= ANY``) and joined with the loser/survivor pairs (a join with the merges table
-        alone made it scan interactions: 21 ms a batch against 5 in the CRM bench).
-        SQLite takes one statement a loser."""
+    def _repoint(self, columns: Sequence[tuple[Any, Any]], moves: dict[str, str]) -> None:
+        """For each ``(key, target)`` of ``columns``, set ``target`` to the survivor in every
+        row whose ``key`` is a loser. PostgreSQL takes one statement, an ``UPDATE`` a column
+        in a ``WITH``: the rows are found through ``key``'s index (``= ANY``) and joined
+        with the loser/survivor pairs (a join with the merges table alone made it scan
+        interactions: 21 ms a batch against 5 in the CRM bench). The seven tables that own
+        rows by customer went in one statement, ~32 ms a batch against ~76 ms for seven,
+        each of which waited for the interpreter lock to come back after the server had
+        answered. SQLite takes one statement a column and loser."""
         losers = sorted(moves)
         if self.conn.dialect.name != "postgresql":
-            self.conn.execute(
-                update(key.class_).where(key == bindparam("l")).values({target: bindparam("w")}),
-                [{"l": loser, "w": moves[loser]} for loser in losers],
-            )
+            for key, target in columns:
+                self.conn.execute(
+                    update(key.class_)
+                    .where(key == bindparam("l"))
+                    .values({target: bindparam("w")}),
+                    [{"l": loser, "w": moves[loser]} for loser in losers],
+                )
             return
-        ids = ARRAY(key.type)
-        pairs = (
-            func.unnest(bindparam("l", type_=ids), bindparam("w", type_=ids))
-            .table_valued("l", "w")
-            .render_derived(name="moves")
-        )
-        self.conn.execute(
-            update(key.class_)
-            .where(key == any_(bindparam("l", type_=ids)), key == pairs.c.l)
-            .values({target: pairs.c.w}),
-            {"l": losers, "w": [moves[loser] for loser in losers]},
-        )
-
-    def _repoint_owners(self, moves: dict[str, str]) -> None:
-        """Give every row of the ``MOVED`` tables whose ``customer_id`` is a loser to its
-        survivor. PostgreSQL takes one statement, an ``UPDATE`` a table in a ``WITH``, each
-        as :meth:`_repoint` builds it: in the CRM bench ~32 ms a batch against ~76 ms for
-        seven statements, each of which waited for the interpreter lock to come back after
-        the server had answered."""
-        if self.conn.dialect.name != "postgresql":
-            for model in MOVED:
-                self._repoint(model.customer_id, model.customer_id, moves)
-            return
-        losers = sorted(moves)
         ids = ARRAY(Merge.loser.type)
         given = bindparam("l", type_=ids)
         pairs = select(
@@ -185,11 +168,11 @@ class MergeMoves:
             .render_derived(name="given")
         ).cte("moves")
         updates = [
-            update(model)
-            .where(model.customer_id == any_(given), model.customer_id == pairs.c.l)
-            .values(customer_id=pairs.c.w)
-            .cte(f"moved_{model.__tablename__}")
-            for model in MOVED
+            update(key.class_)
+            .where(key == any_(given), key == pairs.c.l)
+            .values({target: pairs.c.w})
+            .cte(f"moved_{n}")
+            for n, (key, target) in enumerate(columns)
         ]
         self.conn.execute(
             select(literal(1)).add_cte(*updates),
