@@ -74,12 +74,8 @@ class MergeMoves:
     def upsert_stages(self, rows: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
-    def merges(self, merges: Sequence[MergeDecision], *, carry: bool = True) -> int:
-        """Record the batch's new merges and, unless ``carry`` is false, move their losers'
-        rows; how many were new. With ``carry`` false the rows stay where they are until
-        :meth:`carry` moves them: the caller must carry every merge of the batch (new or
-        not) before the batch counts as written, since a merge recorded by an attempt that
-        failed afterwards is no longer new when the batch is written again."""
+    def merges(self, merges: Sequence[MergeDecision]) -> int:
+        """Record the batch's new merges and move their losers' rows; how many were new."""
         if not merges:
             return 0
         first: dict[str, MergeDecision] = {}
@@ -103,23 +99,9 @@ class MergeMoves:
         }
         if returned:
             self._seqscan("off")
-            moves = self._finals([first[loser] for loser in sorted(returned)])
-            self._record(moves)
-            if carry:
-                self._carry(moves)
+            self._move(self._finals([first[loser] for loser in sorted(returned)]))
             self._seqscan("DEFAULT")
         return len(returned)
-
-    def carry(self, moves: dict[str, str]) -> None:
-        """Move the rows of each loser of ``moves`` to its survivor, the merges already
-        recorded (by :meth:`merges` with ``carry=False``, in an earlier transaction). A
-        loser with no rows left costs its index lookups and nothing else, so a merge
-        carried twice (its batch written again after a failure) moves nothing twice."""
-        moves = {loser: to for loser, to in moves.items() if loser != to}
-        if moves:
-            self._seqscan("off")
-            self._carry(moves)
-            self._seqscan("DEFAULT")
 
     def _seqscan(self, value: Literal["off", "DEFAULT"]) -> None:
         """Set PostgreSQL's ``enable_seqscan`` for the rest of the transaction (``DEFAULT``:
@@ -144,15 +126,12 @@ class MergeMoves:
             moves[m.loser] = current
         return moves
 
-    def _record(self, moves: dict[str, str]) -> None:
-        """Point merges at each loser's final survivor (the table stays one hop deep)."""
+    def _move(self, moves: dict[str, str]) -> None:
+        """Point merges at each loser's final survivor and move the loser's rows."""
+        losers = sorted(moves)
         # one statement each: a new merge's row can match both (its survivor a loser too)
         self._repoint([(Merge.winner, Merge.winner)], moves)
         self._repoint([(Merge.loser, Merge.winner)], moves)
-
-    def _carry(self, moves: dict[str, str]) -> None:
-        """Move each loser's rows to its survivor."""
-        losers = sorted(moves)
         self._repoint([(model.customer_id, model.customer_id) for model in MOVED], moves)
         self._move_journeys(losers, moves)
         self._move_metrics(losers, moves)

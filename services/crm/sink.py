@@ -87,9 +87,9 @@ def hold_merges(conn: Connection, exclusive: bool) -> None:
     """Order this transaction against other sinks' merges (PostgreSQL; SQLite has one writer
     at a time anyway). A transaction that merges takes the lock alone, one that only writes
     rows shares it: a merge then waits until rows written for its loser are committed (so
-    the share that carries it finds and moves them), and rows written after it see it (and
-    go to the survivor). Without it, two sinks could write a loser's rows while another
-    moved the loser's rows away, and leave them under the merged-away id."""
+    it moves them), and rows written after it see it (and go to the survivor). Without it,
+    two sinks could write a loser's rows while another moved the loser's rows away, and
+    leave them under the merged-away id."""
     if conn.dialect.name == "postgresql":
         lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         conn.execute(text(f"SELECT {lock}({MERGE_LOCK})"))
@@ -99,13 +99,10 @@ class CrmSink:
     """Writes batches into the store at ``engine`` (PostgreSQL or SQLite).
 
     On PostgreSQL a batch of ``SHARD_FROM`` records or more is written through ``writers``
-    connections at once: its merges are recorded first, in a short transaction of their
-    own, then each writer takes the records of a share of the batch's customers (by the id
-    they have after the merges) in its own transaction, and first moves the rows of its
-    customers' losers to them. Every merge of the batch is carried so, new or not: one
-    recorded by an attempt whose share then failed is moved when the batch is written
-    again. One writer's transaction waits on the server most of the time; with two the
-    server and this process keep both cores busy. Every row is
+    connections at once: its merges first, in a transaction of their own, then each writer
+    takes the records of a share of the batch's customers (by the id they have after the
+    merges) in its own transaction. One writer's transaction waits on the server most of
+    the time; with two the server and this process keep both cores busy. Every row is
     keyed by one customer, so writers never write the same row, except the daily
     aggregates, which each writes last, in one statement a table in key order (they wait
     for each other there, and cannot deadlock). If one writer fails the others may have
@@ -138,8 +135,9 @@ class CrmSink:
         with self.engine.begin() as conn:
             hold_merges(conn, exclusive=bool(batch.merges))
             first = _Transaction(conn, self.dialect, now)
-            merges = first.merges(batch.merges, carry=False)
-            final = first.survivors(customer_ids(batch) | losers(batch))
+            merges = first.merges(batch.merges)
+            final = first.survivors(customer_ids(batch))
+            first.finish()
         shares = split(batch, final, self.writers)
         pending = [self._pool.submit(self._write_share, s, final, now) for s in shares[1:]]
         results: list[Written | BaseException] = []
@@ -164,9 +162,7 @@ class CrmSink:
             hold_merges(conn, exclusive=False)
             share = _Transaction(conn, self.dialect, now)
             # another sink may have merged since ``final`` was read: read it again, under the lock
-            final = final | share.survivors(customer_ids(batch) | losers(batch))
-            share.carry({m.loser: final[m.loser] for m in batch.merges})
-            return share.apply(batch, final)
+            return share.apply(batch, final | share.survivors(customer_ids(batch)))
 
     def close(self) -> None:
         """Let the writer threads go (a share still being written finishes on its own)."""
@@ -179,21 +175,13 @@ def customer_ids(batch: Batch) -> set[str]:
     return ids | {t.customer_id for t in batch.transitions} | {f.customer_id for f in batch.flags}
 
 
-def losers(batch: Batch) -> set[str]:
-    return {m.loser for m in batch.merges}
-
-
 def split(batch: Batch, final: dict[str, str], shares: int) -> list[Batch]:
-    """``batch``'s events, transitions, flags and merges in ``shares`` parts by the customer
-    they end up with (merges by survivor: a share carries the rows of its customers'
-    losers)."""
+    """``batch``'s events, transitions and flags in ``shares`` parts by customer (merges
+    are written before)."""
     parts = [Batch() for _ in range(shares)]
 
     def part(customer: str) -> Batch:
         return parts[zlib.crc32(final[customer].encode()) % shares]
-
-    for m in batch.merges:
-        part(m.loser).merges.append(m)
 
     for e in batch.events:
         part(e.customer_id).events.append(e)

@@ -314,7 +314,7 @@ def test_merge_moves_plan_with_index_scans_and_the_rest_of_the_batch_as_before(
     upgrade(database_url)
     sink = CrmSink(engine_for(database_url), clock=lambda: NOW)
     seen: dict[str, str] = {}
-    move, finish = _Transaction._carry, _Transaction.finish
+    move, finish = _Transaction._move, _Transaction.finish
 
     def setting(tx: _Transaction) -> str:
         return str(tx.conn.execute(sa.text("SHOW enable_seqscan")).scalar_one())
@@ -327,7 +327,7 @@ def test_merge_moves_plan_with_index_scans_and_the_rest_of_the_batch_as_before(
         seen["after"] = setting(tx)
         finish(tx)
 
-    monkeypatch.setattr(_Transaction, "_carry", spied_move)
+    monkeypatch.setattr(_Transaction, "_move", spied_move)
     monkeypatch.setattr(_Transaction, "finish", spied_finish)
     write(sink, event("a1", "web.page_view", "anon-1", 0 * H, url="u", session_id="s"))
     written = write(

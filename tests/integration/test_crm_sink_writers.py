@@ -16,7 +16,6 @@ from services.crm.sink import SHARD_FROM, CrmSink, Written
 from services.simulate import generate
 from services.simulate.inprocess import InProcessPipeline
 from services.store.db import engine_for, upgrade
-from tests.integration.test_crm_sink import H, event, flag, merge, transition
 from tests.support.crm_truth import content_differences, contents
 
 NOW = datetime(2026, 4, 2, tzinfo=UTC)
@@ -133,67 +132,3 @@ def test_a_writer_failing_after_the_other_committed_is_made_good_by_the_retry(
     for sink, engine in ((reference, reference_engine), (two, two_engine)):
         sink.close()
         engine.dispose()
-
-
-def test_a_merge_whose_share_failed_is_carried_when_the_batch_is_written_again(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A large batch's merges are recorded in a transaction of their own and their rows
-    moved by the share of the survivor. If that share fails, the merge is recorded but no
-    longer new when the batch comes again: the retry must still move the loser's rows."""
-    sink, engine, _ = store(database_url, writers=2)
-
-    def batch_of(*records: tuple[str, bytes]) -> Batch:
-        batch = Batch()
-        for kind, value in records:
-            decode(kind, value, batch)
-        return batch
-
-    spend = {"order_id": "o1", "amount": 5, "currency": "EUR"}
-    sink.write(
-        batch_of(
-            event("a1", "web.checkout_completed", "anon-1", 0 * H, **spend),
-            transition("a1", "anon-1", "purchased", 0 * H),
-            flag("f1", "anon-1"),
-        )
-    )
-    others = [
-        event(f"p{n}", "web.page_view", f"anon-x{n}", H, url="u", session_id="s")
-        for n in range(SHARD_FROM)
-    ]
-    large = batch_of(merge("anon-1", "cus-1"), *others)
-    write_share = sink._write_share
-    failed: list[Batch] = []
-
-    def failing_once(batch: Batch, final: dict[str, str], now: datetime) -> Written:
-        if batch.merges and not failed:
-            failed.append(batch)
-            raise sa.exc.OperationalError("UPDATE ...", {}, Exception("connection lost"))
-        return write_share(batch, final, now)
-
-    monkeypatch.setattr(sink, "_write_share", failing_once)
-    with pytest.raises(sa.exc.OperationalError):
-        sink.write(large)
-    assert failed, "the share carrying the merge must have been written"
-
-    def owners(table: str) -> set[str]:
-        query = sa.select(sa.column("customer_id")).distinct().select_from(sa.table(table))
-        with engine.connect() as conn:
-            return set(conn.execute(query).scalars()) & {"anon-1", "cus-1"}
-
-    # the merge is recorded, its rows not yet moved: the state the retry has to finish
-    with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT winner FROM merges")).scalars().all() == ["cus-1"]
-    assert owners("interactions") == {"anon-1"}
-    written = sink.write(large)
-    assert written.merges == 0  # recorded by the failed attempt
-    tables = ("interactions", "orders", "identities", "friction_events", "journey_states")
-    assert {t: owners(t) for t in (*tables, "relationship_metrics", "customers")} == {
-        t: {"cus-1"} for t in (*tables, "relationship_metrics", "customers")
-    }
-    with engine.connect() as conn:
-        sql = "SELECT customer_id, lifetime_spend, orders FROM relationship_metrics"
-        spent = {r[0]: (r[1], r[2]) for r in conn.execute(sa.text(sql))}
-    assert spent["cus-1"] == (5, 1)
-    sink.close()
-    engine.dispose()
