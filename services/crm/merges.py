@@ -152,12 +152,13 @@ class MergeMoves:
         answered. SQLite takes one statement a column and loser."""
         losers = sorted(moves)
         if self.conn.dialect.name != "postgresql":
+            pairs_given = [{"l": loser, "w": moves[loser]} for loser in losers]
             for key, target in columns:
                 self.conn.execute(
                     update(key.class_)
                     .where(key == bindparam("l"))
                     .values({target: bindparam("w")}),
-                    [{"l": loser, "w": moves[loser]} for loser in losers],
+                    pairs_given,
                 )
             return
         ids = ARRAY(Merge.loser.type)
