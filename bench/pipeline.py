@@ -65,11 +65,15 @@ from bench.common import code_version, write_result  # noqa: E402
 from bench.stages import (  # noqa: E402
     Ends,
     Others,
+    accepted_records,
     load,
     peak_rss,
+    pure_line,
+    pure_stages,
     raw_records,
     start_worker,
     steady_rate,
+    with_validate,
 )
 from services.crm.service import sink_group, sink_topics  # noqa: E402
 from services.embedded.broker import EmbeddedBroker  # noqa: E402
@@ -126,6 +130,21 @@ async def _raw_ceiling(broker_url: str, topic: str, partitions: int, expected: i
         return parsed / (time.perf_counter() - started)
     finally:
         await consumer.stop()
+
+
+# --- the stage ceiling ---------------------------------------------------------------------
+
+
+def stage_ceiling(raw: list[tuple[bytes | None, bytes, int]], settings: Settings) -> dict[str, Any]:
+    """The stages' own work on the run's input, in this process with no Kafka and no store:
+    ``triage``, then ``IdentityStage`` and ``JourneyStage`` over dicts (bench/stages.py). One
+    worker is one Python process, so its stages share one core: the chained rate bounds what
+    any arrangement of them in one worker can do, before the CRM sink's work."""
+    valid, validate_seconds = accepted_records(raw, settings.topics.raw)
+    pure = with_validate(pure_stages(valid, settings, settings.worker_batch_size), validate_seconds)
+    del valid
+    gc.collect()
+    return pure
 
 
 # --- the pipeline, sampled ----------------------------------------------------------------
@@ -473,6 +492,10 @@ def main() -> None:
         result["raw_ceiling_events_per_s"] = round(ceiling)
         print(f"  {ceiling:,.0f} events/s")
 
+        print("stage ceiling: validate, identity and journey on the same events, no Kafka ...")
+        result["stage_ceiling"] = stage_ceiling(raw, settings)
+        print(f"  {pure_line(result['stage_ceiling'])}")
+
         where = "its own process" if args.sink_process else "the worker"
         print(f"pipeline: one worker, CRM sink into PostgreSQL in {where} ...")
         if args.sink_process:
@@ -503,6 +526,8 @@ def main() -> None:
             }
             result["pipeline"] = bulk
             result["ratio_to_raw_ceiling"] = round(bulk["events_per_s"] / ceiling, 4)
+            staged = result["stage_ceiling"]["validate_identity_journey"]["events_per_s"]
+            result["ratio_to_stage_ceiling"] = round(bulk["events_per_s"] / staged, 4)
             print(
                 f"  {bulk['events_per_s']:,} events/s end to end "
                 f"({result['ratio_to_raw_ceiling']:.2%} of the raw ceiling)"
@@ -564,10 +589,13 @@ def start_sink(settings: Settings) -> ManagedProcess:
 def summary(result: dict[str, Any]) -> None:
     p, lat, state = result["pipeline"], result["latency"], result["state"]
     t = TARGETS
+    staged = result["stage_ceiling"]["validate_identity_journey"]["events_per_s"]
     print(
         f"\nend to end   {p['events_per_s']:>9,} events/s   target {t['events_per_s']:,}"
         f"\nraw ceiling  {result['raw_ceiling_events_per_s']:>9,} events/s   "
         f"ratio {result['ratio_to_raw_ceiling']:.2%}"
+        f"\nstages only  {staged:>9,} events/s   ratio {result['ratio_to_stage_ceiling']:.2%}"
+        "   (validate, identity, journey in one process; no Kafka, no store)"
         + "".join(
             f"\nlatency      p50 {x['p50_ms']} ms, p99 {x['p99_ms']} ms at {x['rate']:,}/s "
             f"({x['flags']} flags)   target p99 {t['p99_latency_ms']} ms at 2,000/s"
