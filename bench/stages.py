@@ -465,19 +465,10 @@ def pure_stages(
     n = len(valid)
     return {
         "events": n,
-        "identity": {
-            "seconds": round(identity_seconds, 2),
-            "events_per_s": round(n / identity_seconds),
-        },
-        "journey": {
-            "seconds": round(journey_seconds, 2),
-            "events_per_s": round(n / journey_seconds),
-            "records_per_s": round((len(resolved) + routes["resolved"]) / journey_seconds),
-        },
-        "identity_journey": {
-            "seconds": round(identity_seconds + journey_seconds, 2),
-            "events_per_s": round(n / (identity_seconds + journey_seconds)),
-        },
+        "identity": _rate(n, identity_seconds),
+        "journey": _rate(n, journey_seconds)
+        | {"records_per_s": round((len(resolved) + routes["resolved"]) / journey_seconds)},
+        "identity_journey": _rate(n, identity_seconds + journey_seconds),
         "resolved_records": len(resolved) + routes["resolved"],
         "transfers": routes["resolved"],
         "profiles": sum(1 for key in identity.table if key.startswith(b"p:")),
@@ -497,15 +488,13 @@ def with_validate(pure: dict[str, Any], validate_seconds: float) -> dict[str, An
     n = pure["events"]
     chained = validate_seconds + pure["identity"]["seconds"] + pure["journey"]["seconds"]
     return pure | {
-        "validate": {
-            "seconds": round(validate_seconds, 2),
-            "events_per_s": round(n / validate_seconds),
-        },
-        "validate_identity_journey": {
-            "seconds": round(chained, 2),
-            "events_per_s": round(n / chained),
-        },
+        "validate": _rate(n, validate_seconds),
+        "validate_identity_journey": _rate(n, chained),
     }
+
+
+def _rate(events: int, seconds: float) -> dict[str, float]:
+    return {"seconds": round(seconds, 2), "events_per_s": round(events / seconds)}
 
 
 def pure_line(pure: dict[str, Any]) -> str:
