@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -159,24 +158,6 @@ class KeepQueuedFlowControl(FlowControlEvent):
     first raw record of its first fetch that way (the rest of the fetch came after the
     clear), and its commit never got past it. Queues are still cleared on a resume after
     a suspension (a rebalance), as Faust means them to be."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._refs: tuple[weakref.ref[Any], ...] = ()  # the managed queues, for any_full
-
-    def manage_queue(self, queue: Any) -> None:
-        super().manage_queue(queue)
-        self._refs = (*(r for r in self._refs if r() is not None), weakref.ref(queue))
-
-    def any_full(self) -> bool:
-        """Whether a managed queue is full. The same answer as iterating the queues' WeakSet,
-        without the set's iteration guard: the worker asks before every record it delivers,
-        and the WeakSet's iteration was ~5 % of its event loop (bench/README.md)."""
-        for ref in self._refs:
-            queue = ref()
-            if queue is not None and queue.full():
-                return True
-        return False
 
     def resume(self) -> None:
         suspended = not self.is_active()
@@ -316,18 +297,15 @@ def deliver_now(consumer: Any) -> bool:
     flow. That was 16 % of the worker's CPU (bench/README.md). A delivery waits only while
     flow is suspended, a stream queue is full or the producer's buffer is over its limit; with
     none of these the record is delivered by a plain ``await``, and nothing between this check
-    and the delivery lets another task run. The app's flow control is a
-    :class:`KeepQueuedFlowControl`."""
+    and the delivery lets another task run."""
     app = consumer.app
-    flow: KeepQueuedFlowControl = app.flow_control
-    if consumer.suspend_flow.is_set() or not flow.is_active() or flow.any_full():
+    flow = app.flow_control
+    if consumer.suspend_flow.is_set() or not flow.is_active():
+        return False
+    if any(queue.full() for queue in flow._queues):
         return False
     buffer = app.producer.buffer
-    # ProducerBuffer.size looks up the producer_threaded setting on every call (slow in
-    # Faust's settings registry); a buffer without a threaded producer holds ``pending``
-    threaded = "threaded_producer" in buffer.__dict__
-    size = buffer.size if threaded else buffer.pending.qsize()
-    return not size > buffer.max_messages
+    return not buffer.size > buffer.max_messages
 
 
 async def drain_messages(consumer: Any, fetcher: Any) -> None:  # pragma: no cover

@@ -243,30 +243,3 @@ def test_a_record_is_delivered_without_wait_first_only_when_nothing_would_wait()
         return seen
 
     assert asyncio.run(check()) == [True, False, False, False, False]
-
-
-def test_any_full_answers_as_the_queues_weakset_and_forgets_queues_gone() -> None:
-    import gc
-
-    from mode.utils.queues import FlowControlQueue
-
-    control = KeepQueuedFlowControl()
-    small: FlowControlQueue[int] = FlowControlQueue(
-        maxsize=1, flow_control=control, clear_on_resume=True
-    )
-    unbounded: FlowControlQueue[int] = FlowControlQueue(flow_control=control, clear_on_resume=True)
-    assert not control.any_full()
-    small.put_nowait(1)
-    unbounded.put_nowait(1)
-    assert control.any_full()
-    assert any(q.full() for q in control._queues)
-    del small
-    gc.collect()
-    assert len(control._queues) == 1
-    assert not control.any_full()  # the full queue is gone; the unbounded one never fills
-    later: FlowControlQueue[int] = FlowControlQueue(
-        maxsize=1, flow_control=control, clear_on_resume=True
-    )
-    assert [ref() for ref in control._refs] == [unbounded, later]  # the dead one dropped
-    later.put_nowait(1)
-    assert control.any_full()
