@@ -9,6 +9,9 @@ One command, on a fresh embedded broker and a throwaway PostgreSQL cluster:
 2. **raw ceiling**: a bare aiokafka consumer reads the topic from the start and parses
    every value with ``orjson.loads``: the most a Python consumer gets out of this broker
    on this machine;
+   **stage ceiling**: ``triage``, ``IdentityStage`` and ``JourneyStage`` on the same
+   events in this process, with no Kafka and no store (bench/stages.py's pure stages): one
+   worker is one Python process, so the three chained bound what its stages can do;
 3. **pipeline**: one ``touchstream worker`` (CRM sink inside, as deployed) starts on the
    loaded topic. Committed offsets of the worker's group (validate on raw, identity on
    valid, journey on resolved) and of the sink's group (resolved, identity, transitions,
